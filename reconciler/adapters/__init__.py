@@ -1,0 +1,1 @@
+"""I/O adapters: files, database, provider clients, watcher. They translate third-party errors."""

@@ -1,0 +1,62 @@
+"""The Typer application and its global options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from reconciler import logs
+from reconciler.settings import LogFormat, Settings
+
+app = typer.Typer(
+    name="reconciler",
+    help="LLM provider settings and task routes as code: validate, plan and apply YAML.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@dataclass(frozen=True)
+class Context:
+    settings: Settings
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", help="Database URL [env RECONCILER_DATABASE_URL]."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Config directory [env RECONCILER_CONFIG_DIR]."),
+    ] = None,
+    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More logs.")] = 0,
+    log_format: Annotated[
+        LogFormat | None,
+        typer.Option("--log-format", help="Log format [env RECONCILER_LOG_FORMAT]."),
+    ] = None,
+) -> None:
+    """Global options; settings come from a flag, else RECONCILER_*, else the default."""
+    given: dict[str, Any] = {
+        "database_url": database_url,
+        "config_dir": config,
+        "log_format": log_format,
+        "verbose": verbose or None,
+    }
+    settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    logs.configure(settings.log_format, settings.verbose)
+    ctx.obj = Context(settings=settings)
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    context = ctx.find_object(Context)
+    assert context is not None, "the root callback always sets the context"
+    return context.settings

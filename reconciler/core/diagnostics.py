@@ -1,0 +1,189 @@
+"""Turning Pydantic's validation errors into located, secret-free `Problem`s. Pure."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+from yaml.nodes import ScalarNode
+
+from reconciler.core.spec import NAME_HINT
+from reconciler.core.yamldoc import YamlDocument, format_path, key_node, locate
+from reconciler.errors import Problem
+
+Loc = tuple[str | int, ...]
+
+_TYPE_HINTS = {
+    "bool_type": "write true or false (yes/no/on/off are text, not booleans)",
+    "int_type": "write a whole number such as 10, without leading zeros, underscores or quotes",
+    "float_type": "write a number such as 2.5, without quotes",
+    "dict_type": "write a mapping of `key: value` lines indented under this key",
+    "list_type": "write a list of `- item` lines under this key",
+    "model_type": "write a mapping of `key: value` lines indented under this key",
+}
+# Values at these places are never echoed, not even in a hint.
+_SECRET_PLACES = frozenset({"api_key", "headers"})
+
+
+def suggest(word: str, candidates: Sequence[str]) -> str:
+    """'did you mean X?' when a candidate is close, else the list of valid names."""
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return "valid names: " + ", ".join(sorted(candidates)) if candidates else ""
+
+
+def problem_at(
+    doc: YamlDocument, path: Loc, code: str, message: str, hint: str = "", at_key: bool = False
+) -> Problem:
+    """A `Problem` located at the node for `path` (its key with `at_key`), or its nearest parent."""
+    anchor, node = locate(doc.root, path)
+    target = (key_node(doc.root, path) if at_key else None) or node or anchor
+    mark = target.start_mark
+    return Problem(
+        file=doc.name,
+        line=mark.line + 1,
+        column=mark.column + 1,
+        path=format_path(path),
+        code=code,
+        message=message,
+        hint=hint,
+    )
+
+
+def validation_problems(
+    doc: YamlDocument, prefix: Loc, exc: ValidationError, model: Any
+) -> Iterator[Problem]:
+    """One `Problem` per error of `exc`, raised validating the value at `prefix` as `model`.
+
+    Inputs are never put in a message: a value may be a secret.
+    """
+    base = _value_at(doc.value, prefix)
+    for error in exc.errors(include_url=False, include_input=False, include_context=True):
+        path, at_key = _data_path(base, error["loc"], error["type"])
+        yield _from_error(doc, prefix, path, at_key, error, model)
+
+
+def _from_error(
+    doc: YamlDocument, prefix: Loc, path: Loc, at_key: bool, error: ErrorDetails, model: Any
+) -> Problem:
+    kind = error["type"]
+    full = (*prefix, *path)
+    field = str(path[-1]) if path else ""
+    if kind == "missing":
+        return problem_at(
+            doc,
+            full,
+            "missing_field",
+            f"missing required field {field!r}",
+            f"add `{field}:` here",
+        )
+    if kind == "extra_forbidden":
+        fields = _fields_at(model, path[:-1])
+        return problem_at(
+            doc,
+            full,
+            "unknown_field",
+            f"unknown field {field!r}",
+            suggest(field, fields),
+            at_key=True,
+        )
+    if at_key:
+        return problem_at(
+            doc, full, "invalid_name", f"invalid name {field!r}", NAME_HINT, at_key=True
+        )
+    ctx = error.get("ctx") or {}
+    if ctx.get("at"):
+        full = (*full, ctx["at"])
+    hint = str(ctx["hint"]) if "hint" in ctx else _hint(doc, full, kind)
+    return problem_at(doc, full, kind, _message(error), hint)
+
+
+def _message(error: ErrorDetails) -> str:
+    msg = error["msg"]
+    return msg.removeprefix("Value error, ")
+
+
+def _hint(doc: YamlDocument, path: Loc, kind: str) -> str:
+    if kind == "string_type":
+        _, node = locate(doc.root, path)
+        secret = any(step in _SECRET_PLACES for step in path)
+        if isinstance(node, ScalarNode) and not node.style and not secret:
+            return f'quote it to keep it as text: "{node.value}"'
+        return "write it as text"
+    return _TYPE_HINTS.get(kind, "")
+
+
+def _value_at(value: Any, path: Loc) -> Any:
+    for step in path:
+        value = value[step]
+    return value
+
+
+def _data_path(base: Any, loc: tuple[int | str, ...], kind: str) -> tuple[Loc, bool]:
+    """Map Pydantic's `loc` onto the document, dropping union-member and validator names."""
+    path: list[str | int] = []
+    at_key = False
+    current = base
+    for i, step in enumerate(loc):
+        if step == "[key]":
+            at_key = True
+            continue
+        if _has(current, step):
+            current = current[step]
+        elif i == len(loc) - 1 and kind == "missing":
+            pass
+        else:
+            continue
+        path.append(step)
+    return tuple(path), at_key
+
+
+def _has(value: Any, step: str | int) -> bool:
+    if isinstance(value, dict):
+        return step in value
+    return isinstance(value, list) and isinstance(step, int) and 0 <= step < len(value)
+
+
+def _fields_at(model: Any, path: Loc) -> list[str]:
+    """The field names of the model found at `path` below `model` (for suggestions)."""
+    current = model
+    for step in path:
+        current = _step_type(current, step)
+        if current is None:
+            return []
+    current = _unwrap_model(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _step_type(annotation: Any, step: str | int) -> Any:
+    annotation = _unwrap_model(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        field = annotation.model_fields.get(str(step))
+        return field.annotation if field else None
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (list, tuple) and args:
+        return args[0]
+    if origin is dict and len(args) == 2:
+        return args[1]
+    return None
+
+
+def _unwrap_model(annotation: Any) -> Any:
+    """`X | None`, `Annotated[X, ...]` -> X, preferring a model member of a union."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap_model(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        members = [_unwrap_model(a) for a in typing.get_args(annotation) if a is not type(None)]
+        models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+        return models[0] if models else (members[0] if members else None)
+    return annotation

@@ -1,0 +1,180 @@
+"""The typed config format: provider and route specs, validated strictly at the YAML boundary.
+
+Every model is strict (no `"yes"` -> True, no `"10"` -> 10), closed (`extra="forbid"`) and
+frozen. Provider types subclass `ProviderSpec`; the registry maps `type:` to the subclass.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from reconciler.core.urls import UrlRejected, check_base_url
+
+NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9._-]{0,62})$"
+NAME_HINT = (
+    "use lowercase letters, digits, '-', '_' and '.', starting with a letter or digit, "
+    "at most 63 characters"
+)
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key", "x-api-key"})
+_DURATION = re.compile(r"-1|0|[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h)")
+
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class Strict(BaseModel):
+    """Base of every spec model: strict types, unknown fields refused, immutable."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class SecretRef(Strict):
+    """A reference to a secret held elsewhere. Only the reference is ever stored or shown."""
+
+    env: Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)] = Field(
+        description="Name of the environment variable that holds the secret."
+    )
+
+    def __str__(self) -> str:
+        return f"{{env: {self.env}}}"
+
+
+def _secret_only(value: Any, at: str = "") -> Any:
+    if value is not None and not isinstance(value, dict):
+        raise PydanticCustomError(
+            "secret_literal",
+            "a credential must be a reference, not a literal value (the value is not shown)",
+            {"hint": "write {env: NAME} and export NAME where reconciler runs", "at": at},
+        )
+    return value
+
+
+class Endpoint(Strict):
+    """Where and how to reach a provider."""
+
+    base_url: str = Field(description="http(s) URL of the server; no credentials, no query.")
+    timeout_s: float = Field(60.0, gt=0, le=3600, description="Deadline for a whole request.")
+    connect_timeout_s: float = Field(3.0, gt=0, le=300, description="Deadline to connect.")
+    probe_timeout_s: float = Field(2.0, gt=0, le=60, description="Deadline for a readiness probe.")
+    headers: dict[Annotated[str, StringConstraints(min_length=1)], str | SecretRef] = Field(
+        default_factory=dict,
+        description="Extra request headers; credentials in them must be `{env: NAME}`.",
+    )
+    api_key: SecretRef | None = Field(None, description="The API key, as `{env: NAME}`.")
+    verify_tls: bool = Field(True, description="Verify the server's TLS certificate.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _url_policy(cls, value: str) -> str:
+        try:
+            return check_base_url(value)
+        except UrlRejected as exc:
+            raise PydanticCustomError(
+                "url_policy", "{reason}", {"reason": str(exc), "hint": exc.hint}
+            ) from None
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _api_key_is_reference(cls, value: Any) -> Any:
+        return _secret_only(value)
+
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _secret_headers_are_references(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for name, header in value.items():
+                if isinstance(name, str) and name.lower() in SECRET_HEADERS:
+                    _secret_only(header, at=name)
+        return value
+
+    def secret_refs(self) -> list[SecretRef]:
+        """Every secret reference of this endpoint."""
+        refs = [h for h in self.headers.values() if isinstance(h, SecretRef)]
+        return [self.api_key, *refs] if self.api_key else refs
+
+
+class ProviderSpec(Strict):
+    """Fields every provider type has. A type adds its own fields beside `endpoint`."""
+
+    type_name: ClassVar[str] = ""
+
+    type: str = Field(description="The provider type, from the provider registry.")
+    enabled: bool = Field(True, description="A disabled provider serves no route.")
+    protect: bool = Field(False, description="Refuse to delete this provider until unset.")
+    endpoint: Endpoint
+    max_concurrency: int = Field(4, ge=1, le=1024, description="Requests in flight at most.")
+
+
+class OllamaProvider(ProviderSpec):
+    """An Ollama server (`ollama serve`)."""
+
+    type_name: ClassVar[str] = "ollama"
+
+    type: Literal["ollama"] = "ollama"
+    keep_alive: str = Field(
+        "5m",
+        description="How long Ollama keeps a model loaded after a request: 30s, 5m, 1h, 0, -1.",
+    )
+
+    @field_validator("keep_alive")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not _DURATION.fullmatch(value):
+            raise PydanticCustomError(
+                "duration", "keep_alive must be a duration such as 30s, 5m, 1h, 0 or -1"
+            )
+        return value
+
+
+class OpenAICompatibleProvider(ProviderSpec):
+    """A server speaking OpenAI's API: vLLM, llama.cpp, LM Studio, OpenAI, OpenRouter."""
+
+    type_name: ClassVar[str] = "openai_compatible"
+
+    type: Literal["openai_compatible"] = "openai_compatible"
+    health_path: Annotated[str, StringConstraints(pattern=r"^/[^?#]*$")] | None = Field(
+        None,
+        description="A health endpoint the server has, e.g. /health on llama.cpp and vLLM.",
+    )
+
+
+class Fallback(Strict):
+    """A provider and model to try, in order, when the primary cannot serve."""
+
+    provider: Name
+    model: ModelName
+    params: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class RouteSpec(Strict):
+    """A task and the model that serves it."""
+
+    provider: Name = Field(description="The primary provider's name.")
+    model: ModelName = Field(description="The model name as the provider knows it.")
+    enabled: bool = Field(True, description="A disabled route serves nothing.")
+    required: bool = Field(False, description="The service is not ready while this task is not.")
+    protect: bool = Field(False, description="Refuse to delete this route until unset.")
+    params: dict[str, JsonValue] = Field(
+        default_factory=dict, description="Model parameters passed with each request."
+    )
+    fallbacks: list[Fallback] = Field(default_factory=list, max_length=16)
+
+
+class FileHeader(Strict):
+    """The top level of a file, before providers and routes are validated one by one."""
+
+    version: int = Field(1, ge=1, le=1, description="The format version; only 1 exists.")
+    providers: dict[str, Any] = Field(default_factory=dict)
+    routes: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,385 @@
+"""Strict, safe YAML: one document of plain values, with the position of every node kept.
+
+Purely computational, no I/O: the caller hands in the bytes of a file and its display name.
+
+The rules (DESIGN section 1):
+- libyaml's C parser when present; tags other than the plain str/seq/map never construct anything;
+- plain scalars follow YAML 1.2's core schema, not 1.1's: `no`, `on`, `010`, `22:22` stay text;
+- anchors and aliases, duplicate keys, non-string keys, nesting deeper than MAX_DEPTH,
+  several documents, empty documents, more than MAX_BYTES and non-UTF-8 bytes are problems.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from reconciler.errors import Problem
+
+MAX_BYTES = 5 * 1024 * 1024
+MAX_DEPTH = 32
+
+STR_TAG = "tag:yaml.org,2002:str"
+SEQ_TAG = "tag:yaml.org,2002:seq"
+MAP_TAG = "tag:yaml.org,2002:map"
+
+_BaseLoader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+HAVE_LIBYAML: bool = _BaseLoader is not yaml.SafeLoader
+
+_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)\Z")
+_FLOAT = re.compile(
+    r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z|[-+]?[0-9]+[eE][-+]?[0-9]+\Z"
+)
+_TRUE = frozenset({"true", "True", "TRUE"})
+_FALSE = frozenset({"false", "False", "FALSE"})
+_NULL = frozenset({"null", "Null", "NULL", "~"})
+_NUMERIC_START = frozenset("0123456789+-.")
+
+
+class _StrictLoader(_BaseLoader):  # type: ignore[misc]
+    """Resolves every untagged node to plain str/seq/map; typing happens in `plain_scalar`."""
+
+    def resolve(self, kind: type[Node], value: Any, implicit: Any) -> str:
+        if kind is ScalarNode:
+            return STR_TAG
+        if kind is SequenceNode:
+            return SEQ_TAG
+        return MAP_TAG
+
+
+@dataclass(frozen=True, slots=True)
+class YamlDocument:
+    """A parsed file: its plain value tree and the node tree that knows every position."""
+
+    name: str
+    value: Any
+    root: Node
+
+
+class YamlProblems(Exception):
+    """The file is not acceptable YAML; carries every problem found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__(problems[0].message if problems else "invalid YAML")
+        self.problems = problems
+
+
+def plain_scalar(text: str) -> Any:
+    """Type a plain (unquoted) scalar by YAML 1.2's core schema; anything else stays text."""
+    if not text:
+        return None
+    if text[0] in _NUMERIC_START:
+        if _INT.match(text):
+            return int(text)
+        if _FLOAT.match(text):
+            return float(text)
+        return text
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    if text in _NULL:
+        return None
+    return text
+
+
+def parse_document(name: str, data: bytes) -> YamlDocument:
+    """Parse one file's bytes into a `YamlDocument`, or raise `YamlProblems`."""
+    text = _decode(name, data)
+    if ("&" in text or "*" in text) and (anchor := _find_anchor(name, text)):
+        raise YamlProblems([anchor])
+    loader = _StrictLoader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        raise YamlProblems([_syntax_problem(name, exc)]) from None
+    except yaml.YAMLError as exc:
+        raise YamlProblems([_problem(name, 1, 1, "yaml_syntax", str(exc))]) from None
+    except RecursionError:
+        raise YamlProblems([_too_deep(name, 1, 1)]) from None
+    finally:
+        loader.dispose()
+    if root is None:
+        raise YamlProblems(
+            [
+                _problem(
+                    name,
+                    1,
+                    1,
+                    "empty_document",
+                    "the file holds no document (it is empty or only comments)",
+                    "add `version: 1` with `providers:` and/or `routes:`, or delete the file",
+                )
+            ]
+        )
+    problems: list[Problem] = []
+    value = _Builder(name, problems).build(root)
+    if problems:
+        raise YamlProblems(problems)
+    return YamlDocument(name=name, value=value, root=root)
+
+
+def locate(root: Node, path: tuple[str | int, ...]) -> tuple[Node, Node | None]:
+    """Follow `path` through the node tree.
+
+    Returns (anchor, value): `value` is the node at `path` when every step exists, else None;
+    `anchor` is the best node to point at: the key node of the last step that was found (or the
+    value node itself when the whole path resolved).
+    """
+    anchor: Node = root
+    node: Node = root
+    for step in path:
+        found = _child(node, step)
+        if found is None:
+            return anchor, None
+        key_node, node = found
+        anchor = key_node
+    return node, node
+
+
+def key_node(root: Node, path: tuple[str | int, ...]) -> Node | None:
+    """The key node of the last step of `path`, when it is a mapping key that exists."""
+    if not path:
+        return None
+    _, parent = locate(root, path[:-1])
+    if parent is None:
+        return None
+    found = _child(parent, path[-1])
+    return found[0] if found else None
+
+
+def _child(node: Node, step: str | int) -> tuple[Node, Node] | None:
+    if isinstance(node, MappingNode):
+        for k, v in node.value:
+            if isinstance(k, ScalarNode) and k.value == step:
+                return k, v
+        return None
+    if isinstance(node, SequenceNode) and isinstance(step, int) and 0 <= step < len(node.value):
+        item: Node = node.value[step]
+        return item, item
+    return None
+
+
+def node_path(root: Node, target: Node) -> tuple[str | int, ...]:
+    """The document path of `target` (used only when reporting a problem)."""
+    stack: list[tuple[Node, tuple[str | int, ...]]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        if node is target:
+            return path
+        if isinstance(node, MappingNode):
+            for k, v in node.value:
+                if k is target:
+                    return (*path, k.value if isinstance(k, ScalarNode) else "?")
+                stack.append((v, (*path, k.value if isinstance(k, ScalarNode) else "?")))
+        elif isinstance(node, SequenceNode):
+            stack.extend((item, (*path, i)) for i, item in enumerate(node.value))
+    return ()
+
+
+def format_path(path: tuple[str | int, ...]) -> str:
+    """`('routes', 'scoring', 'fallbacks', 0, 'model')` -> `routes.scoring.fallbacks[0].model`."""
+    out = ""
+    for step in path:
+        if isinstance(step, int):
+            out += f"[{step}]"
+        elif step and all(c.isalnum() or c in "-_" for c in step):
+            out += f".{step}" if out else step
+        else:
+            out += f"[{step!r}]"
+    return out
+
+
+class _Builder:
+    """Turns a node tree into plain Python values, collecting structural problems."""
+
+    def __init__(self, name: str, problems: list[Problem]) -> None:
+        self.name = name
+        self.problems = problems
+        self.root: Node | None = None
+
+    def build(self, root: Node) -> Any:
+        self.root = root
+        return self._value(root, 0)
+
+    def _value(self, node: Node, depth: int) -> Any:
+        if isinstance(node, ScalarNode):
+            if node.tag != STR_TAG:
+                return self._bad_tag(node)
+            return node.value if node.style else plain_scalar(node.value)
+        if depth >= MAX_DEPTH:
+            mark = node.start_mark
+            self.problems.append(_too_deep(self.name, mark.line + 1, mark.column + 1))
+            return None
+        if isinstance(node, SequenceNode):
+            if node.tag != SEQ_TAG:
+                return self._bad_tag(node)
+            return [self._value(item, depth + 1) for item in node.value]
+        if isinstance(node, MappingNode):
+            if node.tag != MAP_TAG:
+                return self._bad_tag(node)
+            return self._mapping(node, depth)
+        return self._bad_tag(node)  # pragma: no cover - PyYAML has no other node kinds
+
+    def _mapping(self, node: MappingNode, depth: int) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        seen: dict[str, Node] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, ScalarNode) or key_node.tag != STR_TAG:
+                self._add(
+                    key_node,
+                    "bad_key",
+                    "a mapping key must be a plain string",
+                    "write the key as text, e.g. `name:`",
+                )
+                continue
+            key = key_node.value
+            if key in seen:
+                first = seen[key].start_mark
+                self._add(
+                    key_node,
+                    "duplicate_key",
+                    f"duplicate key {key!r}; it is also at line {first.line + 1}, "
+                    f"column {first.column + 1}",
+                    "keep one of the two; YAML would otherwise silently drop the first",
+                )
+                continue
+            seen[key] = key_node
+            result[key] = self._value(value_node, depth + 1)
+        return result
+
+    def _bad_tag(self, node: Node) -> None:
+        self._add(
+            node,
+            "yaml_tag",
+            f"the YAML tag {node.tag!r} is not allowed",
+            "remove the tag; values are plain strings, numbers, booleans, lists and mappings",
+        )
+
+    def _add(self, node: Node, code: str, message: str, hint: str) -> None:
+        mark = node.start_mark
+        assert self.root is not None
+        self.problems.append(
+            Problem(
+                file=self.name,
+                line=mark.line + 1,
+                column=mark.column + 1,
+                path=format_path(node_path(self.root, node)),
+                code=code,
+                message=message,
+                hint=hint,
+            )
+        )
+
+
+def _decode(name: str, data: bytes) -> str:
+    if len(data) > MAX_BYTES:
+        raise YamlProblems(
+            [
+                _problem(
+                    name,
+                    1,
+                    1,
+                    "file_too_large",
+                    f"the file is larger than the limit of {MAX_BYTES:,} bytes",
+                    "split it into several files in the config directory",
+                )
+            ]
+        )
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        column = len(before) - (before.rfind(b"\n") + 1) + 1
+        raise YamlProblems(
+            [
+                _problem(
+                    name,
+                    line,
+                    column,
+                    "encoding",
+                    f"the file is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset "
+                    f"{exc.start})",
+                    "save the file as UTF-8",
+                )
+            ]
+        ) from None
+
+
+def _find_anchor(name: str, text: str) -> Problem | None:
+    """Scan events for an anchor or alias; only called when the text could hold one."""
+    loader = _StrictLoader(text)
+    try:
+        for event in _events(loader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                mark = event.start_mark
+                assert mark is not None
+                return _problem(
+                    name,
+                    mark.line + 1,
+                    mark.column + 1,
+                    "yaml_anchor",
+                    "YAML anchors (&name) and aliases (*name) are not allowed",
+                    "write the value out in full at each place it is used",
+                )
+    except (yaml.YAMLError, RecursionError):
+        return None  # the real parse reports the syntax problem with its place
+    finally:
+        loader.dispose()
+    return None
+
+
+def _events(loader: Any) -> Iterator[yaml.Event]:
+    while loader.check_event():
+        yield loader.get_event()
+
+
+def _syntax_problem(name: str, exc: yaml.MarkedYAMLError) -> Problem:
+    mark = exc.problem_mark or exc.context_mark
+    line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    problem = exc.problem or "invalid YAML"
+    if "nesting depth" in problem:
+        return _too_deep(name, line, column)
+    if "expected a single document" in (exc.context or ""):
+        return _problem(
+            name,
+            line,
+            column,
+            "multiple_documents",
+            "the file holds more than one YAML document (a second `---`)",
+            "put each document in a file of its own",
+        )
+    context = f" {exc.context}" if exc.context else ""
+    return _problem(
+        name,
+        line,
+        column,
+        "yaml_syntax",
+        f"invalid YAML: {problem}{context}",
+        "check the indentation and quoting around this place",
+    )
+
+
+def _too_deep(name: str, line: int, column: int) -> Problem:
+    return _problem(
+        name,
+        line,
+        column,
+        "too_deep",
+        f"the document nests deeper than {MAX_DEPTH} levels",
+        "flatten the structure; no valid config nests this deep",
+    )
+
+
+def _problem(name: str, line: int, column: int, code: str, message: str, hint: str = "") -> Problem:
+    return Problem(
+        file=name, line=line, column=column, path="", code=code, message=message, hint=hint
+    )
