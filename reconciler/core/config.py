@@ -24,8 +24,8 @@ from reconciler.core.spec import NAME_HINT, FileHeader, Name, ProviderSpec, Rout
 from reconciler.core.yamldoc import YamlDocument, YamlProblems, parse_document
 from reconciler.errors import ConfigInvalid, Problem
 
-_ROUTES = TypeAdapter(dict[Name, RouteSpec])
 _NAMES = TypeAdapter(Name)
+_SECTIONS = ("providers", "routes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,17 +155,38 @@ def validate_file(name: str, data: bytes, digest: str, registry: ProviderRegistr
             "start the file with `version: 1`, then `providers:` and/or `routes:`",
         )
         return FileResult(name, digest, (), (), (problem,))
+    problems: list[Problem] = []
+    raw_providers, raw_routes, known_version = _sections(doc, problems)
+    names = frozenset(raw_providers)
+    if not known_version:
+        return FileResult(name, digest, (), (), tuple(problems), names)
+    providers = _providers(doc, raw_providers, registry, problems)
+    routes = _routes(doc, raw_routes, problems)
+    return FileResult(name, digest, tuple(providers), tuple(routes), tuple(problems), names)
+
+
+def _sections(
+    doc: YamlDocument, problems: list[Problem]
+) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """The `providers` and `routes` mappings of a file whose top level is a mapping.
+
+    A problem in the header (an unknown top-level key, a section that is not a mapping) does not
+    stop the other sections from being checked: every problem is reported in one run. A wrong
+    `version` does: the rest of the file is in a format this code does not know. Either way the
+    provider names are kept, so routes elsewhere that name them are not reported as well.
+    """
     try:
         header = FileHeader.model_validate(doc.value)
     except ValidationError as exc:
-        return FileResult(
-            name, digest, (), (), tuple(validation_problems(doc, (), exc, FileHeader))
+        problems.extend(validation_problems(doc, (), exc, FileHeader))
+        providers, routes = (
+            value if isinstance(value := doc.value.get(section), dict) else {}
+            for section in _SECTIONS
         )
-    problems: list[Problem] = []
-    providers = _providers(doc, header.providers, registry, problems)
-    routes = _routes(doc, header.routes, problems)
-    names = frozenset(header.providers)
-    return FileResult(name, digest, tuple(providers), tuple(routes), tuple(problems), names)
+        errors = exc.errors(include_url=False, include_input=False)
+        known_version = all(error["loc"][:1] != ("version",) for error in errors)
+        return providers, routes, known_version
+    return header.providers, header.routes, True
 
 
 def _providers(
@@ -236,13 +257,31 @@ def _provider_model(
 
 
 def _routes(doc: YamlDocument, raw: dict[str, Any], problems: list[Problem]) -> list[DeclaredRoute]:
-    try:
-        specs = _ROUTES.validate_python(raw, strict=True)
-    except ValidationError as exc:
-        problems.extend(validation_problems(doc, ("routes",), exc, dict[Name, RouteSpec]))
-        return []
+    """Each route on its own, so one bad route hides neither the others nor their problems."""
     marks = _entry_marks(doc, "routes")
-    return [DeclaredRoute(task, spec, marks[task]) for task, spec in specs.items()]
+    declared = []
+    for task, body in raw.items():
+        path = ("routes", task)
+        if not _valid_name(doc, path, "task", problems):
+            continue
+        if not isinstance(body, dict):
+            problems.append(
+                problem_at(
+                    doc,
+                    path,
+                    "model_type",
+                    "a route must be a mapping with `provider:` and `model:`",
+                    "for example `provider: local-ollama` and `model: llama3.1:8b`",
+                )
+            )
+            continue
+        try:
+            spec = RouteSpec.model_validate(body)
+        except ValidationError as exc:
+            problems.extend(validation_problems(doc, path, exc, RouteSpec))
+            continue
+        declared.append(DeclaredRoute(task, spec, marks[task]))
+    return declared
 
 
 def _valid_name(doc: YamlDocument, path: tuple[str, str], kind: str, out: list[Problem]) -> bool:

@@ -6,6 +6,7 @@ import difflib
 import types
 import typing
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -64,9 +65,64 @@ def validation_problems(
     Inputs are never put in a message: a value may be a secret.
     """
     base = _value_at(doc.value, prefix)
+    located = []
     for error in exc.errors(include_url=False, include_input=False, include_context=True):
-        path, at_key = _data_path(base, error["loc"], error["type"])
-        yield _from_error(doc, prefix, path, at_key, error, model)
+        path, at_key, branch = _data_path(base, error["loc"], error["type"])
+        located.append(_Located(path, at_key, branch, error))
+    for item in _one_per_union(located):
+        yield _from_error(doc, prefix, item.path, item.at_key, item.error, model)
+
+
+@dataclass(frozen=True, slots=True)
+class _Located:
+    """A Pydantic error mapped onto the document; `branch` is where a union was tried, if any."""
+
+    path: Loc
+    at_key: bool
+    branch: Loc | None
+    error: ErrorDetails
+
+
+def _one_per_union(located: list[_Located]) -> list[_Located]:
+    """Pydantic reports a failed union once per member; the user made one mistake.
+
+    When some member got further into the value than the others (a mapping given where `str |
+    SecretRef` is expected), only its errors are kept; when every member failed on the value
+    itself (a number given there), their messages are merged into one problem.
+    """
+    groups: dict[Loc, list[_Located]] = {}
+    for item in located:
+        if item.branch is not None:
+            groups.setdefault(item.branch, []).append(item)
+    out: list[_Located] = []
+    done: set[Loc] = set()
+    for item in located:
+        if item.branch is None:
+            out.append(item)
+            continue
+        if item.branch in done:
+            continue
+        done.add(item.branch)
+        group = groups[item.branch]
+        deeper = [g for g in group if g.path != item.branch]
+        if deeper:
+            out.extend(deeper)
+        elif len(group) > 1:
+            out.append(_merged(group))
+        else:
+            out.append(item)
+    return out
+
+
+def _merged(group: list[_Located]) -> _Located:
+    first = group[0]
+    message = _message(first.error)
+    for other in group[1:]:
+        extra = _message(other.error).removeprefix("Input should be ")
+        if extra not in message:
+            message += f", or {extra}"
+    error: ErrorDetails = {**first.error, "msg": message}
+    return _Located(first.path, first.at_key, first.branch, error)
 
 
 def _from_error(
@@ -105,6 +161,8 @@ def _from_error(
 
 
 def _message(error: ErrorDetails) -> str:
+    if error["type"] == "model_type":
+        return "Input should be a mapping"
     msg = error["msg"]
     return msg.removeprefix("Value error, ")
 
@@ -125,10 +183,15 @@ def _value_at(value: Any, path: Loc) -> Any:
     return value
 
 
-def _data_path(base: Any, loc: tuple[int | str, ...], kind: str) -> tuple[Loc, bool]:
-    """Map Pydantic's `loc` onto the document, dropping union-member and validator names."""
+def _data_path(base: Any, loc: tuple[int | str, ...], kind: str) -> tuple[Loc, bool, Loc | None]:
+    """Map Pydantic's `loc` onto the document, dropping union-member and validator names.
+
+    Returns the path, whether the error is about a mapping key, and the path at which the first
+    name was dropped (where a union tried its members), if any.
+    """
     path: list[str | int] = []
     at_key = False
+    branch: Loc | None = None
     current = base
     for i, step in enumerate(loc):
         if step == "[key]":
@@ -139,9 +202,11 @@ def _data_path(base: Any, loc: tuple[int | str, ...], kind: str) -> tuple[Loc, b
         elif i == len(loc) - 1 and kind == "missing":
             pass
         else:
+            if branch is None:
+                branch = tuple(path)
             continue
         path.append(step)
-    return tuple(path), at_key
+    return tuple(path), at_key, branch
 
 
 def _has(value: Any, step: str | int) -> bool:

@@ -178,3 +178,14 @@ class FileHeader(Strict):
     version: int = Field(1, ge=1, le=1, description="The format version; only 1 exists.")
     providers: dict[str, Any] = Field(default_factory=dict)
     routes: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _known_version(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and value != 1:
+            raise PydanticCustomError(
+                "unsupported_version",
+                "format version {version} is not supported; this reconciler reads version 1",
+                {"version": value, "hint": "write `version: 1`"},
+            )
+        return value

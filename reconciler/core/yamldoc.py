@@ -5,8 +5,9 @@ Purely computational, no I/O: the caller hands in the bytes of a file and its di
 The rules (DESIGN section 1):
 - libyaml's C parser when present; tags other than the plain str/seq/map never construct anything;
 - plain scalars follow YAML 1.2's core schema, not 1.1's: `no`, `on`, `010`, `22:22` stay text;
-- anchors and aliases, duplicate keys, non-string keys, nesting deeper than MAX_DEPTH,
-  several documents, empty documents, more than MAX_BYTES and non-UTF-8 bytes are problems.
+- anchors and aliases, merge keys (`<<`), duplicate keys, non-string keys, nesting deeper than
+  MAX_DEPTH, several documents, empty documents, more than MAX_BYTES, non-UTF-8 bytes and control
+  characters are problems.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ _TRUE = frozenset({"true", "True", "TRUE"})
 _FALSE = frozenset({"false", "False", "FALSE"})
 _NULL = frozenset({"null", "Null", "NULL", "~"})
 _NUMERIC_START = frozenset("0123456789+-.")
+_CORE_TAG_PREFIX = "tag:yaml.org,2002:"
+MERGE_KEY = "<<"
+_TOO_DEEP = f"the document nests deeper than {MAX_DEPTH} levels"
+_TOO_DEEP_HINT = "flatten the structure; no valid config nests this deep"
 
 
 class _StrictLoader(_BaseLoader):  # type: ignore[misc]
@@ -97,7 +102,9 @@ def parse_document(name: str, data: bytes) -> YamlDocument:
     try:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        raise YamlProblems([_syntax_problem(name, exc)]) from None
+        raise YamlProblems([_syntax_problem(name, text, exc)]) from None
+    except yaml.reader.ReaderError as exc:
+        raise YamlProblems([_reader_problem(name, text, exc)]) from None
     except yaml.YAMLError as exc:
         raise YamlProblems([_problem(name, 1, 1, "yaml_syntax", str(exc))]) from None
     except RecursionError:
@@ -175,7 +182,7 @@ def node_path(root: Node, target: Node) -> tuple[str | int, ...]:
         if isinstance(node, MappingNode):
             for k, v in node.value:
                 if k is target:
-                    return (*path, k.value if isinstance(k, ScalarNode) else "?")
+                    return (*path, k.value) if isinstance(k, ScalarNode) else path
                 stack.append((v, (*path, k.value if isinstance(k, ScalarNode) else "?")))
         elif isinstance(node, SequenceNode):
             stack.extend((item, (*path, i)) for i, item in enumerate(node.value))
@@ -213,8 +220,7 @@ class _Builder:
                 return self._bad_tag(node)
             return node.value if node.style else plain_scalar(node.value)
         if depth >= MAX_DEPTH:
-            mark = node.start_mark
-            self.problems.append(_too_deep(self.name, mark.line + 1, mark.column + 1))
+            self._add(node, "too_deep", _TOO_DEEP, _TOO_DEEP_HINT)
             return None
         if isinstance(node, SequenceNode):
             if node.tag != SEQ_TAG:
@@ -239,6 +245,14 @@ class _Builder:
                 )
                 continue
             key = key_node.value
+            if key == MERGE_KEY and not key_node.style:
+                self._add(
+                    key_node,
+                    "yaml_merge_key",
+                    "YAML merge keys (<<) are not allowed",
+                    "write the fields out in full in each mapping",
+                )
+                continue
             if key in seen:
                 first = seen[key].start_mark
                 self._add(
@@ -257,11 +271,12 @@ class _Builder:
         self._add(
             node,
             "yaml_tag",
-            f"the YAML tag {node.tag!r} is not allowed",
+            f"the YAML tag {_shown_tag(node.tag)!r} is not allowed",
             "remove the tag; values are plain strings, numbers, booleans, lists and mappings",
         )
 
     def _add(self, node: Node, code: str, message: str, hint: str) -> None:
+        """Record a problem at `node`, with its document path."""
         mark = node.start_mark
         assert self.root is not None
         self.problems.append(
@@ -296,9 +311,7 @@ def _decode(name: str, data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        before = data[: exc.start]
-        line = before.count(b"\n") + 1
-        column = len(before) - (before.rfind(b"\n") + 1) + 1
+        line, column = _line_column(data, exc.start)
         raise YamlProblems(
             [
                 _problem(
@@ -337,12 +350,42 @@ def _find_anchor(name: str, text: str) -> Problem | None:
     return None
 
 
+def _shown_tag(tag: str | None) -> str:
+    """A tag as it is written in the file: `!!python/...`, not `tag:yaml.org,2002:python/...`."""
+    tag = tag or ""
+    return "!!" + tag.removeprefix(_CORE_TAG_PREFIX) if tag.startswith(_CORE_TAG_PREFIX) else tag
+
+
+def _line_column(data: bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column (in characters, as YAML marks count) of a byte offset."""
+    before = data[:offset]
+    start = before.rfind(b"\n") + 1
+    column = len(before[start:].decode("utf-8", errors="replace")) + 1
+    return before.count(b"\n") + 1, column
+
+
 def _events(loader: Any) -> Iterator[yaml.Event]:
     while loader.check_event():
         yield loader.get_event()
 
 
-def _syntax_problem(name: str, exc: yaml.MarkedYAMLError) -> Problem:
+def _reader_problem(name: str, text: str, exc: yaml.reader.ReaderError) -> Problem:
+    """A character YAML refuses; libyaml counts its position in bytes, PyYAML in characters."""
+    data = text.encode("utf-8")
+    offset = exc.position if HAVE_LIBYAML else len(text[: exc.position].encode("utf-8"))
+    line, column = _line_column(data, offset)
+    code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+    return _problem(
+        name,
+        line,
+        column,
+        "yaml_syntax",
+        f"invalid YAML: the character U+{code:04X} is not allowed ({exc.reason})",
+        "remove it; inside a double-quoted string, write it as an escape such as \\x07",
+    )
+
+
+def _syntax_problem(name: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
     mark = exc.problem_mark or exc.context_mark
     line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     problem = exc.problem or "invalid YAML"
@@ -358,25 +401,25 @@ def _syntax_problem(name: str, exc: yaml.MarkedYAMLError) -> Problem:
             "put each document in a file of its own",
         )
     context = f" {exc.context}" if exc.context else ""
-    return _problem(
-        name,
-        line,
-        column,
-        "yaml_syntax",
-        f"invalid YAML: {problem}{context}",
-        "check the indentation and quoting around this place",
-    )
+    start = exc.context_mark
+    if exc.context and start and mark and (start.line, start.column) != (mark.line, mark.column):
+        context += f" (it starts at line {start.line + 1}, column {start.column + 1})"
+    hint = "check the indentation and quoting around this place"
+    if _char_at(text, line, column) == "\t":
+        hint = "this is a tab character; indent YAML with spaces only"
+    return _problem(name, line, column, "yaml_syntax", f"invalid YAML: {problem}{context}", hint)
+
+
+def _char_at(text: str, line: int, column: int) -> str:
+    lines = text.split("\n", line)
+    if len(lines) < line:
+        return ""
+    row = lines[line - 1]
+    return row[column - 1] if 0 < column <= len(row) else ""
 
 
 def _too_deep(name: str, line: int, column: int) -> Problem:
-    return _problem(
-        name,
-        line,
-        column,
-        "too_deep",
-        f"the document nests deeper than {MAX_DEPTH} levels",
-        "flatten the structure; no valid config nests this deep",
-    )
+    return _problem(name, line, column, "too_deep", _TOO_DEEP, _TOO_DEEP_HINT)
 
 
 def _problem(name: str, line: int, column: int, code: str, message: str, hint: str = "") -> Problem:
