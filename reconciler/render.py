@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict
 
+from reconciler.core.plan import Action, Op, Plan, diff
 from reconciler.errors import Problem
 
 PROBLEMS_FORMAT_VERSION = 1
@@ -53,3 +54,48 @@ def _data(value: str) -> str:
 
 def _prop(value: str) -> str:
     return _data(value).replace(":", "%3A").replace(",", "%2C")
+
+
+_SIGNS = {"create": "+", "update": "~", "delete": "-", "adopt": "±"}
+
+
+def plan_text(plan: Plan, summary: str) -> str:
+    """The plan in the style of Terraform: one block per action, then the summary line."""
+    lines: list[str] = []
+    if plan.actions:
+        lines.append("reconciler will perform the following actions:")
+        lines.append("")
+        for action in plan.actions:
+            lines.extend(_action_lines(action))
+    else:
+        lines.append("No changes. The database matches the files.")
+    if plan.unmanaged:
+        lines.append("")
+        lines.append("Not managed by the files (left alone):")
+        lines.extend(f"  {kind} {key!r}" for kind, key in plan.unmanaged)
+    if plan.refusals:
+        lines.append("")
+        lines.append("Refused:")
+        lines.extend(f"  ! {reason}" for reason in plan.refusals)
+    lines.append("")
+    lines.append(summary)
+    return "\n".join(lines)
+
+
+def _action_lines(action: Action) -> list[str]:
+    where = f"  ({action.source_file}:{action.source_line})" if action.source_file else ""
+    drift = "  [drift: changed outside the files]" if action.drift else ""
+    head = f"  {_SIGNS[action.op]} {action.op} {action.kind} {action.key!r}{where}{drift}"
+    lines = [head]
+    if action.op is Op.create and action.essence is not None:
+        lines += [f"      {c.path}: {_value(c.new)}" for c in diff({}, action.essence)]
+    else:
+        lines += [f"      {c.path}: {_value(c.old)} -> {_value(c.new)}" for c in action.changes]
+    lines.append("")
+    return lines
+
+
+def _value(value: object) -> str:
+    if value is None:
+        return "(none)"
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)

@@ -5,12 +5,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import Engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
+from reconciler.adapters.db import migrate
+from reconciler.adapters.db.engine import make_engine
 from reconciler.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,10 +74,98 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
 
     def write(files: dict[str, str], directory: str = "config") -> Path:
         root = tmp_path / directory
-        for name, text in files.items():
+        for name, content in files.items():
             path = root / name
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
+            path.write_text(content, encoding="utf-8")
         return root
 
     return write
+
+
+# --- databases -------------------------------------------------------------------------------
+
+POSTGRES_URL = os.environ.get(
+    "RECONCILER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+_IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[Engine]:
+    """An AUTOCOMMIT engine on the test server; skips when it is down, but fails under CI=true."""
+    engine = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        engine.dispose()
+        reason = f"PostgreSQL at {POSTGRES_URL} is unreachable ({str(exc.orig).strip()[:120]})"
+        if _IN_CI:
+            pytest.fail(f"{reason}; CI=true requires it")
+        pytest.skip(reason)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_admin: Engine) -> Iterator[str]:
+    """A fresh database of its own on the test server, dropped afterwards."""
+    name = f"reconciler_t_{uuid.uuid4().hex[:12]}"
+    with postgres_admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with postgres_admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'reconciler.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Every database test runs on both engines."""
+    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    url: str = request.getfixturevalue(fixture)
+    return url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """An engine on a database migrated to the newest revision."""
+    engine = make_engine(db_url)
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+class StatementCounter:
+    """Counts the statements an engine executes, by their first word."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.statements: list[str] = []
+        event.listen(engine, "before_cursor_execute", self._record)
+
+    def _record(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.statements.append(statement.lstrip().split(None, 1)[0].upper())
+
+    @property
+    def writes(self) -> int:
+        return sum(1 for s in self.statements if s in ("INSERT", "UPDATE", "DELETE"))
+
+    def reset(self) -> None:
+        self.statements.clear()
+
+    def close(self) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._record)
+
+
+@pytest.fixture
+def counter(engine: Engine) -> Iterator[StatementCounter]:
+    counting = StatementCounter(engine)
+    yield counting
+    counting.close()

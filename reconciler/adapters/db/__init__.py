@@ -1,0 +1,1 @@
+"""The database adapter: schema, engine, migrations and the state store."""

@@ -1,0 +1,300 @@
+"""The state store: reads observed state and writes a plan, with Core statements only.
+
+Writes happen in one transaction under the apply lock (PostgreSQL: a namespaced transaction
+advisory lock; SQLite: BEGIN IMMEDIATE). A change of k rows writes k rows, whatever the total.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, text, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from reconciler.adapters.db.engine import SQLITE_BUSY_TIMEOUT_MS, is_sqlite
+from reconciler.adapters.db.tables import providers, reconcile_state, revisions, routes
+from reconciler.core.plan import MANAGED, Action, Kind, Observed, Op, Plan, essence_hash
+from reconciler.errors import LockTimeout
+
+APPLY_LOCK_KEY = 0x7265636F6E63696C  # "reconcil", the advisory lock every apply takes
+_LOCK_POLL_S = 0.05
+_CHUNK = 500
+_ROUTE_FIELDS = ("provider", "model", "enabled", "required", "protect", "params", "fallbacks")
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionInfo:
+    """Who applied what, recorded with each apply that changed something."""
+
+    host: str
+    pid: int
+    user: str | None
+    config_digest: str | None
+    git_commit: str | None
+
+
+def read_observed(conn: Connection) -> list[Observed]:
+    """Every provider and route row, as essences."""
+    observed = [
+        Observed(
+            Kind.provider,
+            row.name,
+            {
+                "type": row.type,
+                "enabled": row.enabled,
+                "protect": row.protect,
+                "config": row.config,
+            },
+            row.managed_by,
+            row.spec_hash,
+        )
+        for row in conn.execute(select(providers))
+    ]
+    observed += [
+        Observed(
+            Kind.route,
+            row.task,
+            {name: getattr(row, name) for name in _ROUTE_FIELDS},
+            row.managed_by,
+            row.spec_hash,
+        )
+        for row in conn.execute(select(routes))
+    ]
+    return observed
+
+
+def current_generation(conn: Connection) -> int:
+    value = conn.execute(select(reconcile_state.c.generation).where(reconcile_state.c.id == 1))
+    return int(value.scalar_one_or_none() or 0)
+
+
+@contextmanager
+def apply_transaction(engine: Engine, lock_timeout: float) -> Iterator[Connection]:
+    """A transaction holding the apply lock; commits on success, rolls back on any error."""
+    if is_sqlite(engine):
+        with _sqlite_transaction(engine, lock_timeout) as conn:
+            yield conn
+        return
+    with engine.connect() as conn, conn.begin():
+        _pg_lock(conn, lock_timeout)
+        yield conn
+
+
+@contextmanager
+def _sqlite_transaction(engine: Engine, lock_timeout: float) -> Iterator[Connection]:
+    owner = _owner_file(engine)
+    with engine.connect() as conn:
+        _set_busy_timeout(conn, int(lock_timeout * 1000))
+        try:
+            conn.execution_options(sqlite_begin="IMMEDIATE").begin()
+        except OperationalError as exc:
+            if "locked" in str(exc.orig) or "busy" in str(exc.orig):
+                raise LockTimeout(_sqlite_holder(owner, lock_timeout)) from None
+            raise
+        _write_owner(owner)
+        try:
+            yield conn
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            _clear_owner(owner)
+            _set_busy_timeout(conn, SQLITE_BUSY_TIMEOUT_MS)
+
+
+def _set_busy_timeout(conn: Connection, milliseconds: int) -> None:
+    # On the DBAPI connection: a statement through SQLAlchemy would begin a transaction.
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(f"PRAGMA busy_timeout = {milliseconds}")
+    cursor.close()
+
+
+def _pg_lock(conn: Connection, lock_timeout: float) -> None:
+    deadline = time.monotonic() + lock_timeout
+    query = text("SELECT pg_try_advisory_xact_lock(:key)")
+    while not conn.execute(query, {"key": APPLY_LOCK_KEY}).scalar_one():
+        if time.monotonic() >= deadline:
+            raise LockTimeout(_pg_holder(conn, lock_timeout))
+        time.sleep(_LOCK_POLL_S)
+
+
+def _pg_holder(conn: Connection, lock_timeout: float) -> str:
+    holder = conn.execute(
+        text(
+            "SELECT a.pid, a.application_name, a.client_addr, a.xact_start "
+            "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted "
+            "AND l.classid = :hi AND l.objid = :lo AND l.objsubid = 1"
+        ),
+        {"hi": APPLY_LOCK_KEY >> 32, "lo": APPLY_LOCK_KEY & 0xFFFFFFFF},
+    ).first()
+    who = "another process"
+    if holder is not None:
+        name = holder.application_name or "a client"
+        who = f"{name} (server pid {holder.pid}, from {holder.client_addr or 'local socket'}, "
+        who += f"transaction started {holder.xact_start:%Y-%m-%d %H:%M:%S %Z})"
+    return f"the apply lock is held by {who}; gave up after {lock_timeout:g}s (--lock-timeout)"
+
+
+def _owner_file(engine: Engine) -> Path | None:
+    database = engine.url.database
+    return Path(f"{database}.apply-owner") if database and database != ":memory:" else None
+
+
+def describe_self() -> str:
+    return f"reconciler on {socket.gethostname()} pid {os.getpid()}"
+
+
+def _write_owner(owner: Path | None) -> None:
+    if owner is not None:
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        owner.write_text(f"{describe_self()} since {stamp}\n", encoding="utf-8")
+
+
+def _clear_owner(owner: Path | None) -> None:
+    if owner is not None:
+        owner.unlink(missing_ok=True)
+
+
+def _sqlite_holder(owner: Path | None, lock_timeout: float) -> str:
+    who = "another writer"
+    if owner is not None:
+        with suppress(OSError):
+            who = owner.read_text(encoding="utf-8").strip() or who
+    return f"the database is locked by {who}; gave up after {lock_timeout:g}s (--lock-timeout)"
+
+
+def write_plan(conn: Connection, plan: Plan, generation: int, now: datetime) -> None:
+    """Write every action of `plan`: providers first, then routes, provider deletes last."""
+    by_step: dict[tuple[Kind, Op], list[Action]] = {}
+    for action in plan.actions:
+        by_step.setdefault((action.kind, action.op), []).append(action)
+    steps = [
+        (Kind.provider, Op.create),
+        (Kind.provider, Op.adopt),
+        (Kind.provider, Op.update),
+        (Kind.route, Op.delete),
+        (Kind.route, Op.create),
+        (Kind.route, Op.adopt),
+        (Kind.route, Op.update),
+        (Kind.provider, Op.delete),
+    ]
+    for kind, op in steps:
+        actions = by_step.get((kind, op))
+        if actions:
+            _write(conn, kind, op, actions, generation, now)
+
+
+def _write(
+    conn: Connection,
+    kind: Kind,
+    op: Op,
+    actions: Sequence[Action],
+    generation: int,
+    now: datetime,
+) -> None:
+    table, key_column = (providers, "name") if kind is Kind.provider else (routes, "task")
+    if op is Op.delete:
+        keys = [a.key for a in actions]
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            conn.execute(delete(table).where(table.c[key_column].in_(chunk)))
+        return
+    rows = [_row(kind, a, generation, now) for a in actions]
+    if op is Op.create:
+        conn.execute(
+            insert(table),
+            [
+                {key_column: a.key, **r, "created_at": now}
+                for a, r in zip(actions, rows, strict=True)
+            ],
+        )
+        return
+    statement = (
+        update(table)
+        .where(table.c[key_column] == bindparam("_key"))
+        .values({name: bindparam(name) for name in rows[0]})
+    )
+    conn.execute(statement, [{"_key": a.key, **r} for a, r in zip(actions, rows, strict=True)])
+
+
+def _row(kind: Kind, action: Action, generation: int, now: datetime) -> dict[str, Any]:
+    essence = action.essence
+    assert essence is not None
+    if kind is Kind.provider:
+        content = {k: essence[k] for k in ("type", "enabled", "protect", "config")}
+    else:
+        content = {k: essence[k] for k in _ROUTE_FIELDS}
+    return {
+        **content,
+        "managed_by": MANAGED,
+        "spec_hash": essence_hash(essence),
+        "source_file": action.source_file,
+        "source_line": action.source_line,
+        "generation": generation,
+        "updated_at": now,
+    }
+
+
+def bump_generation(conn: Connection, now: datetime) -> int:
+    conn.execute(
+        update(reconcile_state)
+        .where(reconcile_state.c.id == 1)
+        .values(generation=reconcile_state.c.generation + 1, updated_at=now)
+    )
+    return current_generation(conn)
+
+
+def record_revision(
+    conn: Connection,
+    plan_document: dict[str, Any],
+    plan: Plan,
+    generation: int,
+    info: RevisionInfo,
+    summary: str,
+    now: datetime,
+) -> None:
+    conn.execute(
+        insert(revisions).values(
+            generation=generation,
+            applied_at=now,
+            host=info.host,
+            pid=info.pid,
+            user=info.user,
+            config_digest=info.config_digest,
+            git_commit=info.git_commit,
+            created=plan.count(Op.create),
+            updated=plan.count(Op.update),
+            deleted=plan.count(Op.delete),
+            adopted=plan.count(Op.adopt),
+            plan=json.loads(json.dumps(plan_document)),
+            summary=summary,
+        )
+    )
+
+
+def list_revisions(conn: Connection, limit: int) -> list[dict[str, Any]]:
+    query = select(revisions).order_by(revisions.c.generation.desc()).limit(limit)
+    return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def count_rows(conn: Connection) -> int:
+    total = 0
+    for table in (providers, routes):
+        total += conn.execute(select(func.count()).select_from(table)).scalar_one()
+    return total
+
+
+def is_lock_error(exc: DBAPIError) -> bool:
+    text_ = str(exc.orig).lower()
+    return "locked" in text_ or "busy" in text_

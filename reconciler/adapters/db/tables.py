@@ -1,0 +1,113 @@
+"""The database schema as SQLAlchemy Core tables. Alembic revisions in migrations/ match it."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+# Stable constraint names, so migrations can refer to them on every engine.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+MANAGED_BY_CONFIG = "config"
+
+
+def _provenance() -> list[Column[object]]:
+    return [
+        Column("managed_by", String(32), nullable=False),
+        Column("spec_hash", String(64), nullable=True),
+        Column("source_file", String(1024), nullable=True),
+        Column("source_line", Integer, nullable=True),
+        Column("generation", Integer, nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    ]
+
+
+# The table older deployments have; kept readable after the backfill.
+ollama_settings = Table(
+    "ollama_settings",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("base_url", String, nullable=False),
+    Column("model", String, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("updated_at", DateTime, nullable=True),
+)
+
+providers = Table(
+    "llm_provider_configs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(63), nullable=False, unique=True),
+    Column("type", String(64), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("protect", Boolean, nullable=False),
+    Column("config", JSON, nullable=False),
+    *_provenance(),
+)
+
+routes = Table(
+    "llm_task_routes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task", String(63), nullable=False, unique=True),
+    Column(
+        "provider",
+        String(63),
+        ForeignKey("llm_provider_configs.name", ondelete="RESTRICT", onupdate="CASCADE"),
+        nullable=False,
+    ),
+    Column("model", String(256), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("required", Boolean, nullable=False),
+    Column("protect", Boolean, nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("fallbacks", JSON, nullable=False),
+    *_provenance(),
+)
+
+# One row (id = 1): the generation counter, bumped by every apply that changes something.
+reconcile_state = Table(
+    "reconcile_state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("generation", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+revisions = Table(
+    "reconcile_revisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("generation", Integer, nullable=False, unique=True),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("user", String(255), nullable=True),
+    Column("config_digest", String(64), nullable=True),
+    Column("git_commit", String(64), nullable=True),
+    Column("created", Integer, nullable=False),
+    Column("updated", Integer, nullable=False),
+    Column("deleted", Integer, nullable=False),
+    Column("adopted", Integer, nullable=False),
+    Column("plan", JSON, nullable=False),
+    Column("summary", Text, nullable=False),
+)

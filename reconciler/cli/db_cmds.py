@@ -1,0 +1,77 @@
+"""`reconciler db ...`: schema migrations."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from reconciler.adapters.db import migrate
+from reconciler.cli.app import app, settings_of
+from reconciler.cli.console import out
+from reconciler.cli.database import open_database, safe_url
+
+db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> int:
+    """Migrate the database schema up (default: to the newest revision)."""
+    url = settings_of(ctx).database_url
+    with open_database(url) as engine:
+        before = migrate.current_revision(engine)
+        migrate.upgrade(engine, revision)
+        after = migrate.current_revision(engine)
+    if before == after:
+        out.print(f"{safe_url(url)}: schema already at {after}")
+    else:
+        out.print(f"{safe_url(url)}: schema upgraded {before or '(empty)'} -> {after}")
+    return 0
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Target revision, or 'base' for none.")],
+) -> int:
+    """Migrate the database schema down to REVISION."""
+    url = settings_of(ctx).database_url
+    with open_database(url) as engine:
+        before = migrate.current_revision(engine)
+        migrate.downgrade(engine, revision)
+        after = migrate.current_revision(engine)
+    out.print(f"{safe_url(url)}: schema downgraded {before} -> {after or '(empty)'}")
+    return 0
+
+
+@db_app.command("current")
+def db_current(ctx: typer.Context) -> int:
+    """Print the database's schema revision and whether it is the newest."""
+    with open_database(settings_of(ctx).database_url) as engine:
+        current = migrate.current_revision(engine)
+    head = migrate.head_revision()
+    state = "up to date" if current == head else f"newest is {head}"
+    out.print(f"{current or '(empty)'} ({state})")
+    return 0
+
+
+@db_app.command("history")
+def db_history() -> int:
+    """List the schema revisions, newest first."""
+    for revision, down, message in migrate.history():
+        out.print(f"{down or '<base>'} -> {revision}: {message}")
+    return 0
+
+
+@db_app.command("check")
+def db_check(ctx: typer.Context) -> int:
+    """Check that the database is at the newest revision and matches the models."""
+    with open_database(settings_of(ctx).database_url) as engine:
+        migrate.require_current(engine)
+        migrate.check(engine)
+    out.print("schema is current and matches the models")
+    return 0

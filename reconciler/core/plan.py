@@ -1,0 +1,262 @@
+"""Planning: desired state (the files) against observed state (the database). Pure, no I/O.
+
+Both sides are reduced to an *essence* first: a JSON-able dict of exactly what the files own
+(no ids, no timestamps, defaults filled in), so nothing changes spuriously. `make_plan` returns
+data; the store applies it elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from reconciler.core.config import DesiredState
+
+PLAN_FORMAT_VERSION = 1
+MANAGED = "config"
+
+Essence = dict[str, Any]
+
+
+class Kind(StrEnum):
+    provider = "provider"
+    route = "route"
+
+
+class Op(StrEnum):
+    create = "create"
+    update = "update"
+    delete = "delete"
+    adopt = "adopt"
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    kind: Kind
+    key: str
+    essence: Essence
+    source_file: str | None = None
+    source_line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    kind: Kind
+    key: str
+    essence: Essence
+    managed_by: str
+    spec_hash: str | None
+
+    @property
+    def managed(self) -> bool:
+        return self.managed_by == MANAGED
+
+    @property
+    def drifted(self) -> bool:
+        """Managed, and changed outside the files since the last apply wrote it."""
+        return (
+            self.managed
+            and self.spec_hash is not None
+            and self.spec_hash != essence_hash(self.essence)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    path: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    op: Op
+    kind: Kind
+    key: str
+    changes: tuple[FieldChange, ...] = ()
+    drift: bool = False
+    essence: Essence | None = None  # the essence to write; None for a delete
+    source_file: str | None = None
+    source_line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What apply would do, in display order: deletions first, then providers, then routes."""
+
+    actions: tuple[Action, ...]
+    unchanged: int
+    unmanaged: tuple[tuple[Kind, str], ...]
+    base_digest: str
+    config_digest: str
+    refusals: tuple[str, ...] = ()
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.actions)
+
+    def count(self, op: Op) -> int:
+        return sum(1 for a in self.actions if a.op is op)
+
+
+def essence_hash(essence: Mapping[str, Any]) -> str:
+    """A stable hash of an essence (sorted keys, compact separators)."""
+    text = json.dumps(essence, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def desired_items(state: DesiredState) -> list[Desired]:
+    """The essences of everything the files declare."""
+    items = []
+    for name, provider in state.providers.items():
+        config = provider.spec.model_dump(mode="json")
+        head = {k: config.pop(k) for k in ("type", "enabled", "protect")}
+        items.append(
+            Desired(
+                Kind.provider,
+                name,
+                {**head, "config": config},
+                provider.source.file,
+                provider.source.line,
+            )
+        )
+    for task, route in state.routes.items():
+        items.append(
+            Desired(
+                Kind.route,
+                task,
+                route.spec.model_dump(mode="json"),
+                route.source.file,
+                route.source.line,
+            )
+        )
+    return items
+
+
+def state_digest(observed: Iterable[Observed]) -> str:
+    """A digest of the observed state; a saved plan is stale when it no longer matches."""
+    digest = hashlib.sha256()
+    for item in sorted(observed, key=lambda o: (o.kind, o.key)):
+        line = f"{item.kind}\0{item.key}\0{essence_hash(item.essence)}\0{item.managed_by}"
+        digest.update(f"{line}\0{item.spec_hash}\n".encode())
+    return digest.hexdigest()
+
+
+def make_plan(desired: Iterable[Desired], observed: Iterable[Observed], config_digest: str) -> Plan:
+    """Compare desired with observed and return the plan. Purely computational."""
+    observed = list(observed)
+    wanted = {(d.kind, d.key): d for d in desired}
+    have = {(o.kind, o.key): o for o in observed}
+    actions: list[Action] = []
+    unchanged = 0
+    for ident, want in wanted.items():
+        current = have.get(ident)
+        action = _compare(want, current)
+        if action is None:
+            unchanged += 1
+        else:
+            actions.append(action)
+    unmanaged = []
+    for ident, current in have.items():
+        if ident in wanted:
+            continue
+        if current.managed:
+            actions.append(Action(Op.delete, current.kind, current.key, drift=current.drifted))
+        else:
+            unmanaged.append(ident)
+    deleted = {(a.kind, a.key) for a in actions if a.op is Op.delete}
+    refusals = _refusals(have, wanted, deleted)
+    return Plan(
+        actions=tuple(sorted(actions, key=_display_order)),
+        unchanged=unchanged,
+        unmanaged=tuple(sorted(unmanaged)),
+        base_digest=state_digest(observed),
+        config_digest=config_digest,
+        refusals=tuple(refusals),
+    )
+
+
+def _compare(want: Desired, current: Observed | None) -> Action | None:
+    if current is None:
+        return _action(Op.create, want, ())
+    changes = tuple(diff(current.essence, want.essence))
+    if not current.managed:
+        return _action(Op.adopt, want, changes)
+    if not changes:
+        return None
+    return _action(Op.update, want, changes, drift=current.drifted)
+
+
+def _action(op: Op, want: Desired, changes: tuple[FieldChange, ...], drift: bool = False) -> Action:
+    return Action(
+        op,
+        want.kind,
+        want.key,
+        changes,
+        drift=drift,
+        essence=want.essence,
+        source_file=want.source_file,
+        source_line=want.source_line,
+    )
+
+
+def diff(old: Any, new: Any, prefix: str = "") -> Iterable[FieldChange]:
+    """Field-by-field differences; mappings are walked, anything else compared whole."""
+    if isinstance(old, dict) or isinstance(new, dict):
+        old = old if isinstance(old, dict) else ({} if old is None else old)
+        new = new if isinstance(new, dict) else ({} if new is None else new)
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(old.keys() | new.keys()):
+            path = f"{prefix}.{key}" if prefix else key
+            yield from diff(old.get(key), new.get(key), path)
+    elif old != new or type(old) is not type(new):
+        yield FieldChange(prefix, old, new)
+
+
+def _refusals(
+    have: Mapping[tuple[Kind, str], Observed],
+    wanted: Mapping[tuple[Kind, str], Desired],
+    deleted: set[tuple[Kind, str]],
+) -> list[str]:
+    refusals = []
+    for kind, key in sorted(deleted):
+        if have[(kind, key)].essence.get("protect"):
+            refusals.append(
+                f"{kind} {key!r} is protected and can't be deleted; declare it again with "
+                "`protect: false` and apply, then remove it"
+            )
+    for (kind, key), current in sorted(have.items()):
+        if kind is not Kind.route or (kind, key) in deleted:
+            continue
+        route = wanted[(kind, key)].essence if (kind, key) in wanted else current.essence
+        provider = route.get("provider")
+        if (Kind.provider, provider) in deleted:
+            refusals.append(
+                f"provider {provider!r} can't be deleted: route {key!r} (not managed by the "
+                "files) still uses it; change or remove that route first"
+            )
+    return refusals
+
+
+def _display_order(action: Action) -> tuple[int, int, str]:
+    if action.op is Op.delete:
+        return (0, 0 if action.kind is Kind.route else 1, action.key)
+    return (1, 0 if action.kind is Kind.provider else 1, action.key)
+
+
+def mass_delete_refusal(plan: Plan, observed_managed: int) -> str | None:
+    """The mass-deletion guard: refuse deleting every managed row, or more than half of them."""
+    deletes = plan.count(Op.delete)
+    if not deletes:
+        return None
+    if deletes == observed_managed or deletes * 2 > observed_managed:
+        return (
+            f"the plan deletes {deletes} of {observed_managed} managed rows; a missing or "
+            "emptied config directory looks exactly like this. Check the files, then pass "
+            "--allow-mass-delete if it is intended"
+        )
+    return None

@@ -1,0 +1,149 @@
+"""validate -> observe -> plan -> apply: one code path for the CLI, CI and the daemon."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from reconciler.adapters.db import migrate, store
+from reconciler.adapters.files import load_sources
+from reconciler.core.config import ConfigLoader, DesiredState
+from reconciler.core.plan import Op, Plan, desired_items, make_plan, mass_delete_refusal
+from reconciler.core.plan_doc import plan_document
+from reconciler.errors import StalePlan, UnsafePlan
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    plan: Plan
+    generation: int
+    applied: bool
+
+
+def load_config(
+    paths: list[Path], loader: ConfigLoader, env: Mapping[str, str] | None = None
+) -> DesiredState:
+    """Read and validate the config files; raises `ConfigInvalid`."""
+    return loader.load(load_sources(paths), env=env)
+
+
+def require_schema(engine: Engine) -> None:
+    """Refuse a database whose schema is not the one this code expects."""
+    migrate.require_current(engine)
+
+
+def plan(engine: Engine, state: DesiredState) -> Plan:
+    """The plan from the files' state to the database's, read without a lock."""
+    migrate.require_current(engine)
+    with engine.connect() as conn:
+        observed = store.read_observed(conn)
+    return make_plan(desired_items(state), observed, state.digest)
+
+
+def apply(
+    engine: Engine,
+    state: DesiredState | None,
+    *,
+    saved: Plan | None = None,
+    allow_mass_delete: bool = False,
+    lock_timeout: float = 30.0,
+    config_dir: Path | None = None,
+) -> ApplyResult:
+    """Apply the files' state (or exactly a saved plan) in one locked transaction.
+
+    Re-plans inside the lock; writes nothing at all when nothing changed; refuses a saved plan
+    made against another state, and plans that the guards refuse.
+    """
+    migrate.require_current(engine)
+    with store.apply_transaction(engine, lock_timeout) as conn:
+        observed = store.read_observed(conn)
+        if saved is not None:
+            current = make_plan([], observed, saved.config_digest).base_digest
+            if current != saved.base_digest:
+                raise StalePlan(
+                    "the saved plan is stale: the database changed since it was made; "
+                    "run `reconciler plan --out FILE` again"
+                )
+            the_plan = saved
+        else:
+            assert state is not None
+            the_plan = make_plan(desired_items(state), observed, state.digest)
+        _check_guards(the_plan, sum(o.managed for o in observed), allow_mass_delete)
+        if not the_plan.has_changes:
+            return ApplyResult(the_plan, store.current_generation(conn), applied=False)
+        now = datetime.now(UTC)
+        generation = store.bump_generation(conn, now)
+        store.write_plan(conn, the_plan, generation, now)
+        store.record_revision(
+            conn,
+            plan_document(the_plan),
+            the_plan,
+            generation,
+            _who(the_plan.config_digest, config_dir),
+            summary_line(the_plan),
+            now,
+        )
+    return ApplyResult(the_plan, generation, applied=True)
+
+
+def _check_guards(the_plan: Plan, managed: int, allow_mass_delete: bool) -> None:
+    if the_plan.refusals:
+        raise UnsafePlan("; ".join(the_plan.refusals))
+    refusal = None if allow_mass_delete else mass_delete_refusal(the_plan, managed)
+    if refusal:
+        raise UnsafePlan(refusal)
+
+
+def summary_line(the_plan: Plan) -> str:
+    """`Plan: 1 to create, 2 to update, 0 to delete, 40 unchanged.` (adopt shown when any)."""
+    adopt = the_plan.count(Op.adopt)
+    adopted = f"{adopt} to adopt, " if adopt else ""
+    return (
+        f"Plan: {the_plan.count(Op.create)} to create, {adopted}"
+        f"{the_plan.count(Op.update)} to update, {the_plan.count(Op.delete)} to delete, "
+        f"{the_plan.unchanged} unchanged."
+    )
+
+
+def _who(config_digest: str, config_dir: Path | None) -> store.RevisionInfo:
+    try:
+        user: str | None = getpass.getuser()
+    except (KeyError, OSError):
+        user = None
+    return store.RevisionInfo(
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        user=user,
+        config_digest=config_digest,
+        git_commit=git_commit(config_dir) if config_dir else None,
+    )
+
+
+def git_commit(directory: Path) -> str | None:
+    """The commit checked out in `directory`'s repository, `+dirty` when files differ."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(directory), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(directory), "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}+dirty" if dirty else head
