@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 from reconciler.adapters.db import migrate
 from reconciler.adapters.db.engine import make_engine
 from reconciler.cli import main
+from tests.fakeprovider import FakeServer, fake_server
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -169,3 +170,13 @@ def counter(engine: Engine) -> Iterator[StatementCounter]:
     counting = StatementCounter(engine)
     yield counting
     counting.close()
+
+
+# --- fake providers ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeServer]:
+    """Fake Ollama and OpenAI-compatible servers on 127.0.0.1, one port per provider."""
+    with fake_server() as server:
+        yield server

@@ -16,7 +16,13 @@ from reconciler.adapters.db.tables import ollama_settings, providers, routes
 from reconciler.errors import SchemaMismatch
 from tests.conftest import Result
 
-STATE_TABLES = {"llm_provider_configs", "llm_task_routes", "reconcile_state", "reconcile_revisions"}
+STATE_TABLES = {
+    "llm_provider_configs",
+    "llm_task_routes",
+    "reconcile_state",
+    "reconcile_revisions",
+    "task_readiness",
+}
 
 
 def test_models_and_migrations_agree_on_a_fresh_database(engine: Engine) -> None:
@@ -168,3 +174,4 @@ def test_db_commands_report_current_and_history(engine: Engine, cli: Callable[..
     history = cli("db", "history")
     assert "<base> -> 0001" in history.stdout
     assert "0001 -> 0002" in history.stdout
+    assert "0002 -> 0003" in history.stdout

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from reconciler import reconcile
+from reconciler import readiness, reconcile
 from reconciler.adapters.db import store
 from reconciler.adapters.export import export_documents, write_export
 from reconciler.adapters.plugins import load_registry
@@ -53,12 +53,17 @@ def plan(
     detailed_exitcode: Annotated[
         bool, typer.Option("--detailed-exitcode", help="Exit 0 no changes, 2 changes, 1 error.")
     ] = False,
+    probe: Annotated[
+        bool, typer.Option("--probe", help="Warn about routes nothing could serve after apply.")
+    ] = False,
 ) -> int:
     """Show what apply would change in the database."""
     settings = settings_of(ctx)
     state = _desired(settings)
     with open_database(settings.database_url) as engine:
         the_plan = reconcile.plan(engine, state)
+    if probe:
+        _warn_unservable(state)
     document = plan_document(the_plan)
     if output is OutputFormat.json:
         sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
@@ -71,6 +76,17 @@ def plan(
     if the_plan.refusals:
         return 1
     return 2 if detailed_exitcode and the_plan.has_changes else 0
+
+
+def _warn_unservable(state: DesiredState) -> None:
+    """Probe the providers the files declare; warn about routes that would not be servable."""
+    for verdict in readiness.unservable(readiness.check_files(state)):
+        err.print(
+            f"warning: after this apply, task {verdict.task} could not be served: "
+            f"{verdict.reason.value if verdict.reason else 'unknown'}: {verdict.detail}"
+        )
+        if verdict.remedy:
+            err.print(f"  fix: {verdict.remedy}")
 
 
 def _write_plan_file(path: Path, document: dict[str, Any]) -> None:

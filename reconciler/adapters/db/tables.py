@@ -7,6 +7,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
@@ -110,4 +111,24 @@ revisions = Table(
     Column("adopted", Integer, nullable=False),
     Column("plan", JSON, nullable=False),
     Column("summary", Text, nullable=False),
+)
+
+# The latest readiness verdict of each task, written by whoever probes (daemon or CLI).
+task_readiness = Table(
+    "task_readiness",
+    metadata,
+    Column("task", String(63), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("reason", String(32), nullable=True),
+    Column("detail", Text, nullable=False),
+    Column("remedy", Text, nullable=False),
+    Column("provider", String(63), nullable=False),
+    Column("model", String(256), nullable=False),
+    Column("served_by", String(320), nullable=True),
+    Column("required", Boolean, nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("checked_at", DateTime(timezone=True), nullable=True),
+    Column("latency_ms", Float, nullable=True),
+    Column("provider_version", String(64), nullable=True),
+    Column("warm", Boolean, nullable=True),
 )

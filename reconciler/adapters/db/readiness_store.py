@@ -1,0 +1,67 @@
+"""Readiness in the database: the rows readiness reads, and the verdicts it writes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select
+
+from reconciler.adapters.db.tables import providers, reconcile_state, routes, task_readiness
+from reconciler.core.readiness import Reason, Status, Verdict
+
+
+def read_generation(conn: Connection) -> int:
+    value = conn.execute(select(reconcile_state.c.generation).where(reconcile_state.c.id == 1))
+    return int(value.scalar_one_or_none() or 0)
+
+
+def read_provider_rows(conn: Connection) -> list[dict[str, Any]]:
+    """Every provider row: name, type, enabled, protect and the typed config as JSON."""
+    columns = (providers.c.name, providers.c.type, providers.c.enabled, providers.c.protect)
+    query = select(*columns, providers.c.config).order_by(providers.c.name)
+    return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def read_route_rows(conn: Connection) -> list[dict[str, Any]]:
+    """Every route row, by task."""
+    names = ("task", "provider", "model", "enabled", "required", "fallbacks")
+    query = select(*(routes.c[n] for n in names)).order_by(routes.c.task)
+    return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def save_verdicts(conn: Connection, verdicts: list[Verdict]) -> None:
+    """Replace the stored verdicts with these, in the caller's transaction."""
+    conn.execute(delete(task_readiness))
+    if verdicts:
+        conn.execute(insert(task_readiness), [_row(v) for v in verdicts])
+
+
+def load_verdicts(conn: Connection) -> list[Verdict]:
+    """The stored verdicts, by task."""
+    rows = conn.execute(select(task_readiness).order_by(task_readiness.c.task))
+    return [_verdict(dict(row._mapping)) for row in rows]
+
+
+def _row(verdict: Verdict) -> dict[str, Any]:
+    row = asdict(verdict)
+    row["status"] = verdict.status.value
+    row["reason"] = verdict.reason.value if verdict.reason else None
+    return row
+
+
+def _verdict(row: dict[str, Any]) -> Verdict:
+    checked_at: datetime | None = row["checked_at"]
+    if (
+        checked_at is not None and checked_at.tzinfo is None
+    ):  # SQLite hands back naive datetimes; they were stored in UTC
+        checked_at = checked_at.replace(tzinfo=UTC)
+    return Verdict(
+        **{
+            **row,
+            "status": Status(row["status"]),
+            "reason": Reason(row["reason"]) if row["reason"] else None,
+            "checked_at": checked_at,
+        }
+    )

@@ -1,0 +1,1 @@
+"""Provider adapters: HTTP clients and probes for each provider type."""

@@ -1,0 +1,142 @@
+"""Probe every provider at once, each under its own deadline, one probe per provider per cycle.
+
+A dead, trickling or black-holed provider costs its own deadline and nothing more: probes run
+concurrently (bounded by a semaphore, so a thousand providers never exhaust file descriptors),
+and the deadline clock starts only when a probe gets its turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+
+from reconciler.adapters.providers.http import (
+    ProbeFailure,
+    check_destination,
+    make_client,
+    resolve_headers,
+)
+from reconciler.adapters.providers.observation import Observation
+from reconciler.adapters.providers.ollama import probe_ollama
+from reconciler.adapters.providers.openai_compat import probe_openai_compatible
+from reconciler.core.readiness import ProbeReport, Reason
+from reconciler.core.spec import OllamaProvider, OpenAICompatibleProvider, ProviderSpec
+
+log = logging.getLogger(__name__)
+DEFAULT_CONCURRENCY = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A provider to probe and the models the routes ask of it."""
+
+    name: str
+    spec: ProviderSpec
+    models: frozenset[str]
+
+
+class Prober:
+    """Keeps one pooled client per provider across cycles; `aclose()` when done."""
+
+    def __init__(
+        self, env: Mapping[str, str] | None = None, concurrency: int = DEFAULT_CONCURRENCY
+    ) -> None:
+        self._env = env
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._clients: dict[str, tuple[ProviderSpec, httpx.AsyncClient]] = {}
+
+    async def probe_all(self, targets: Iterable[Target]) -> dict[str, ProbeReport]:
+        """Probe every target concurrently; a report for each, never an exception."""
+        targets = list(targets)
+        await self._forget_others({t.name for t in targets})
+        reports = await asyncio.gather(*(self._probe_one(t) for t in targets))
+        return {report.provider: report for report in reports}
+
+    async def aclose(self) -> None:
+        await self._forget_others(set())
+
+    async def _forget_others(self, keep: set[str]) -> None:
+        for name in [n for n in self._clients if n not in keep]:
+            _, client = self._clients.pop(name)
+            await client.aclose()
+
+    async def _client(self, target: Target) -> httpx.AsyncClient:
+        held = self._clients.get(target.name)
+        if held is not None and held[0] == target.spec:
+            return held[1]
+        if held is not None:
+            await held[1].aclose()
+        client = make_client(target.spec.endpoint, max_connections=4)
+        self._clients[target.name] = (target.spec, client)
+        return client
+
+    async def _probe_one(self, target: Target) -> ProbeReport:
+        async with self._semaphore:
+            checked_at = datetime.now(UTC)
+            started = time.perf_counter()
+            deadline = target.spec.endpoint.probe_timeout_s
+            try:
+                async with asyncio.timeout(deadline):
+                    seen = await self._observe(target)
+            except ProbeFailure as failure:
+                return _failed(target, checked_at, started, failure.reason, failure.detail)
+            except TimeoutError:
+                detail = f"no complete answer within the {deadline:g} s probe deadline"
+                return _failed(target, checked_at, started, Reason.timeout, detail)
+        latency = (time.perf_counter() - started) * 1000
+        return ProbeReport(
+            provider=target.name,
+            checked_at=checked_at,
+            latency_ms=latency,
+            version=seen.version,
+            models=seen.models,
+            capabilities=seen.capabilities,
+            loaded=seen.loaded,
+        )
+
+    async def _observe(self, target: Target) -> Observation:
+        spec = target.spec
+        headers = resolve_headers(spec.endpoint, os.environ if self._env is None else self._env)
+        await check_destination(spec.endpoint.base_url)
+        client = await self._client(target)
+        if isinstance(spec, OllamaProvider):
+            return await probe_ollama(client, set(target.models), headers)
+        if isinstance(spec, OpenAICompatibleProvider):
+            return await probe_openai_compatible(client, headers, spec.health_path)
+        raise ProbeFailure(
+            Reason.bad_response, f"provider type {spec.type!r} has no probe in this installation"
+        )
+
+
+def _failed(
+    target: Target, checked_at: datetime, started: float, reason: Reason, detail: str
+) -> ProbeReport:
+    latency = (time.perf_counter() - started) * 1000
+    log.info("probe of %s failed: %s (%s)", target.name, reason.value, detail)
+    return ProbeReport(
+        provider=target.name,
+        checked_at=checked_at,
+        latency_ms=latency,
+        reason=reason,
+        detail=detail,
+    )
+
+
+async def probe_once(
+    targets: Iterable[Target],
+    env: Mapping[str, str] | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> dict[str, ProbeReport]:
+    """One probe round with fresh clients, closed afterwards: for the CLI."""
+    prober = Prober(env, concurrency)
+    try:
+        return await prober.probe_all(targets)
+    finally:
+        await prober.aclose()

@@ -1,0 +1,221 @@
+"""Readiness: read the routes, probe their providers once each, decide, store the verdicts.
+
+One code path for `reconciler status --probe`, `plan --probe` and the daemon's readiness loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import Engine
+
+from reconciler.adapters.db import migrate
+from reconciler.adapters.db import readiness_store as stored
+from reconciler.adapters.providers.probe import Prober, Target
+from reconciler.core.config import DesiredState
+from reconciler.core.readiness import (
+    ProbeReport,
+    ProviderView,
+    Reason,
+    RouteView,
+    Status,
+    Verdict,
+    targets_to_probe,
+    verdicts,
+)
+from reconciler.core.registry import ProviderRegistry
+from reconciler.core.spec import ProviderSpec
+
+DEFAULT_INTERVAL_S = 30.0
+STALE_AFTER_INTERVALS = 3  # a verdict older than this many intervals is stale
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """What one readiness round decides on."""
+
+    generation: int
+    routes: tuple[RouteView, ...]
+    providers: tuple[ProviderView, ...]
+    specs: Mapping[str, ProviderSpec]
+    # Providers whose stored config cannot be used, with the reason why.
+    unusable: Mapping[str, str]
+
+    def targets(self) -> list[Target]:
+        wanted = targets_to_probe(self.routes, self.providers)
+        return [
+            Target(name, self.specs[name], frozenset(models))
+            for name, models in sorted(wanted.items())
+            if name in self.specs
+        ]
+
+
+def inputs_from_database(engine: Engine, registry: ProviderRegistry) -> Inputs:
+    """The routes and providers as the database has them now."""
+    migrate.require_current(engine)
+    with engine.connect() as conn:
+        generation = stored.read_generation(conn)
+        provider_rows = stored.read_provider_rows(conn)
+        route_rows = stored.read_route_rows(conn)
+    specs: dict[str, ProviderSpec] = {}
+    unusable: dict[str, str] = {}
+    views = []
+    for row in provider_rows:
+        spec, problem = _spec_of(row, registry)
+        if spec is not None:
+            specs[row["name"]] = spec
+        else:
+            unusable[row["name"]] = problem
+        refs = spec.endpoint.secret_refs() if spec else []
+        base_url = spec.endpoint.base_url if spec else ""
+        views.append(
+            ProviderView(
+                row["name"], row["type"], row["enabled"], base_url, tuple(r.env for r in refs)
+            )
+        )
+    route_views = tuple(
+        RouteView(
+            row["task"],
+            row["provider"],
+            row["model"],
+            row["enabled"],
+            row["required"],
+            tuple((f["provider"], f["model"]) for f in row["fallbacks"]),
+        )
+        for row in route_rows
+    )
+    return Inputs(generation, route_views, tuple(views), specs, unusable)
+
+
+def inputs_from_files(state: DesiredState, generation: int) -> Inputs:
+    """The routes and providers as the files declare them: what an apply would make."""
+    specs = {name: p.spec for name, p in state.providers.items()}
+    views = tuple(
+        ProviderView(
+            name,
+            spec.type,
+            spec.enabled,
+            spec.endpoint.base_url,
+            tuple(r.env for r in spec.endpoint.secret_refs()),
+        )
+        for name, spec in sorted(specs.items())
+    )
+    routes = tuple(
+        RouteView(
+            task,
+            r.spec.provider,
+            r.spec.model,
+            r.spec.enabled,
+            r.spec.required,
+            tuple((f.provider, f.model) for f in r.spec.fallbacks),
+        )
+        for task, r in sorted(state.routes.items())
+    )
+    return Inputs(generation, routes, views, specs, {})
+
+
+def _spec_of(row: dict[str, Any], registry: ProviderRegistry) -> tuple[ProviderSpec | None, str]:
+    provider_type = registry.get(row["type"])
+    if provider_type is None:
+        return None, f"provider type {row['type']!r} is not installed here"
+    data = {**row["config"], "type": row["type"], "enabled": row["enabled"]}
+    data["protect"] = row["protect"]
+    try:
+        return provider_type.config_model.model_validate(data), ""
+    except ValidationError:
+        return None, "its stored config does not validate; run `reconciler apply`"
+
+
+async def probe(inputs: Inputs, prober: Prober) -> dict[str, ProbeReport]:
+    """One probe per provider in use, all at once."""
+    reports = await prober.probe_all(inputs.targets())
+    now = datetime.now(UTC)
+    for name, problem in inputs.unusable.items():
+        reports[name] = ProbeReport(name, now, 0.0, Reason.bad_response, problem)
+    return reports
+
+
+def decide(inputs: Inputs, reports: Mapping[str, ProbeReport], now: datetime) -> list[Verdict]:
+    return verdicts(inputs.routes, inputs.providers, reports, inputs.generation, now)
+
+
+def save(engine: Engine, found: list[Verdict]) -> None:
+    with engine.begin() as conn:
+        stored.save_verdicts(conn, found)
+
+
+def check_now(
+    engine: Engine,
+    registry: ProviderRegistry,
+    env: Mapping[str, str] | None = None,
+) -> list[Verdict]:
+    """Probe now, store and return the verdicts: `reconciler status --probe`."""
+    inputs = inputs_from_database(engine, registry)
+    reports = asyncio.run(_probe_once(inputs, env))
+    found = decide(inputs, reports, datetime.now(UTC))
+    save(engine, found)
+    return found
+
+
+def check_files(
+    state: DesiredState, env: Mapping[str, str] | None = None, generation: int = 0
+) -> list[Verdict]:
+    """The verdicts the files' routes would get if applied now: `plan --probe`. Stores nothing."""
+    inputs = inputs_from_files(state, generation)
+    reports = asyncio.run(_probe_once(inputs, env))
+    return decide(inputs, reports, datetime.now(UTC))
+
+
+async def _probe_once(inputs: Inputs, env: Mapping[str, str] | None) -> dict[str, ProbeReport]:
+    prober = Prober(env)
+    try:
+        return await probe(inputs, prober)
+    finally:
+        await prober.aclose()
+
+
+def current(
+    engine: Engine,
+    registry: ProviderRegistry,
+    now: datetime | None = None,
+    interval_s: float = DEFAULT_INTERVAL_S,
+) -> list[Verdict]:
+    """The stored verdicts of today's routes, aged: stale when old or from an older config."""
+    now = now or datetime.now(UTC)
+    inputs = inputs_from_database(engine, registry)
+    with engine.connect() as conn:
+        saved = {v.task: v for v in stored.load_verdicts(conn)}
+    max_age = timedelta(seconds=interval_s * STALE_AFTER_INTERVALS)
+    return [
+        saved[route.task].aged(now, max_age, inputs.generation)
+        if route.task in saved
+        else _never_checked(route, inputs.generation)
+        for route in inputs.routes
+    ]
+
+
+def _never_checked(route: RouteView, generation: int) -> Verdict:
+    return Verdict(
+        task=route.task,
+        status=Status.stale,
+        reason=None,
+        remedy="run `reconciler status --probe`, or the daemon (`reconciler run`)",
+        detail="never checked",
+        provider=route.provider,
+        model=route.model,
+        required=route.required,
+        generation=generation,
+        checked_at=None,
+    )
+
+
+def unservable(found: Iterable[Verdict]) -> list[Verdict]:
+    """Enabled routes that nothing could serve."""
+    return [
+        v for v in found if v.status is Status.not_ready and v.reason is not Reason.route_disabled
+    ]

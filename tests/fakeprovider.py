@@ -1,0 +1,241 @@
+"""A fake model server for tests and benchmarks: real HTTP/1.1 on 127.0.0.1, one port per provider.
+
+It speaks the subsets of Ollama's and the OpenAI-compatible APIs that reconciler uses, with their
+real error shapes, and misbehaves on request: slow answers, a one-byte-per-second trickle, a
+socket that never answers, a 10 MB body, bodies that are not JSON, 401, 5xx, 503 `Loading model`.
+It runs its own event loop in a background thread, so synchronous tests and code that calls
+`asyncio.run` can both talk to it. Behaviour is read at request time: a test may change it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+OLLAMA = "ollama"
+OPENAI = "openai"
+INFERENCE_PATHS = frozenset({"/api/chat", "/api/generate", "/api/embed", "/v1/chat/completions"})
+_REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 500: "Internal Server Error"}
+_REASONS |= {503: "Service Unavailable", 429: "Too Many Requests", 302: "Found"}
+
+
+@dataclass
+class FakeModel:
+    name: str
+    capabilities: tuple[str, ...] = ("completion",)
+    loaded: bool = False
+
+
+@dataclass
+class Behaviour:
+    """How one fake provider answers. Every field may be changed while the server runs."""
+
+    kind: str = OLLAMA
+    models: list[FakeModel] = field(default_factory=list)
+    version: str = "0.6.2"
+    api_key: str | None = None  # when set, requests need `Authorization: Bearer <key>`
+    status: int | None = None  # answer every request with this status
+    loading: bool = False  # 503 `Loading model`, as llama.cpp answers while it loads
+    delay_s: float = 0.0  # wait before answering
+    trickle: bool = False  # send the body one byte per second
+    hang: bool = False  # read the request, never answer
+    huge: bool = False  # a 10 MB body
+    not_json: bool = False  # a body that is not JSON
+    report_capabilities: bool = True  # older Ollama servers do not report them
+    has_ps: bool = True
+    redirect_to: str | None = None
+    # (behaviour, path, request body) -> (status, body); for inference endpoints
+    chat: Callable[[Behaviour, str, Any], tuple[int, Any]] | None = None
+
+
+@dataclass
+class Request:
+    provider: str
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+class FakeServer:
+    """Fake providers, each on its own port, served from one background event loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.behaviours: dict[str, Behaviour] = {}
+        self.requests: list[Request] = []
+        self._servers: dict[str, asyncio.Server] = {}
+        self._ports: dict[str, int] = {}
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def add(self, name: str, behaviour: Behaviour | None = None, **fields: Any) -> str:
+        """Start a fake provider; returns its base URL (with `/v1` for OpenAI-compatible)."""
+        behaviour = behaviour or Behaviour(**fields)
+        self.behaviours[name] = behaviour
+        server = self._call(asyncio.start_server(self._handler(name), "127.0.0.1", 0, backlog=512))
+        self._servers[name] = server
+        self._ports[name] = server.sockets[0].getsockname()[1]
+        return self.base_url(name)
+
+    def base_url(self, name: str) -> str:
+        root = f"http://127.0.0.1:{self._ports[name]}"
+        return root + "/v1" if self.behaviours[name].kind == OPENAI else root
+
+    def paths(self, name: str) -> list[str]:
+        return [r.path for r in self.requests if r.provider == name]
+
+    def close(self) -> None:
+        async def stop() -> None:
+            for server in self._servers.values():
+                server.close()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        self._call(stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+        self.loop.close()
+
+    def _call(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=10)
+
+    def _handler(self, name: str) -> Callable[..., Any]:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with suppress(ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+                while await self._one(name, reader, writer):
+                    pass
+            writer.close()
+
+        return handle
+
+    async def _one(
+        self, name: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        line = await reader.readline()
+        if not line:
+            return False
+        method, target, _ = line.decode("latin-1").split(" ", 2)
+        headers = {}
+        while (header := await reader.readline()) not in (b"\r\n", b"\n", b""):
+            key, _, value = header.decode("latin-1").partition(":")
+            headers[key.strip().lower()] = value.strip()
+        raw = await reader.readexactly(int(headers.get("content-length", "0")))
+        body = json.loads(raw) if raw else None
+        path = target.split("?", 1)[0]
+        self.requests.append(Request(name, method, path, headers, body))
+        behaviour = self.behaviours[name]
+        if behaviour.hang:
+            await asyncio.Event().wait()
+        if behaviour.delay_s:
+            await asyncio.sleep(behaviour.delay_s)
+        status, payload, extra = self._answer(behaviour, method, path, headers, body)
+        await self._send(writer, behaviour, status, payload, extra)
+        return True
+
+    def _answer(
+        self, b: Behaviour, method: str, path: str, headers: dict[str, str], body: Any
+    ) -> tuple[int, Any, dict[str, str]]:
+        if b.redirect_to is not None:
+            return 302, {"error": "moved"}, {"location": b.redirect_to}
+        if b.status is not None:
+            return b.status, {"error": f"fake status {b.status}"}, {}
+        if b.api_key is not None and headers.get("authorization") != f"Bearer {b.api_key}":
+            return 401, _auth_error(b), {}
+        if b.loading:
+            error = {"code": 503, "message": "Loading model", "type": "unavailable_error"}
+            return 503, {"error": error}, {}
+        if path in INFERENCE_PATHS:
+            if b.chat is None:
+                return 404, {"error": "no chat configured in this fake"}, {}
+            status, answer = b.chat(b, path, body)
+            return status, answer, {}
+        if b.kind == OLLAMA:
+            return (*_ollama(b, method, path, body), {})
+        return (*_openai(b, path), {})
+
+    async def _send(
+        self,
+        writer: asyncio.StreamWriter,
+        b: Behaviour,
+        status: int,
+        payload: Any,
+        extra: dict[str, str],
+    ) -> None:
+        if b.huge:
+            data = b'{"models": [' + b" " * (10 * 1024 * 1024) + b"]}"
+        elif b.not_json:
+            data = b"<html>this is not the API you are looking for</html>"
+        else:
+            data = json.dumps(payload).encode()
+        head = f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\n"
+        head += "content-type: application/json\r\n"
+        head += f"content-length: {len(data)}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in extra.items()) + "\r\n"
+        writer.write(head.encode())
+        if b.trickle:
+            for byte in data:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(1.0)
+            return
+        writer.write(data)
+        await writer.drain()
+
+
+def _auth_error(b: Behaviour) -> Any:
+    if b.kind == OLLAMA:
+        return {"error": "unauthorized"}
+    return {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}
+
+
+def _ollama(b: Behaviour, method: str, path: str, body: Any) -> tuple[int, Any]:
+    if path == "/api/version":
+        return 200, {"version": b.version}
+    if path == "/api/tags":
+        return 200, {"models": [_tag(m) for m in b.models]}
+    if path == "/api/ps" and b.has_ps:
+        return 200, {"models": [_tag(m) for m in b.models if m.loaded]}
+    if path == "/api/show" and method == "POST":
+        wanted = (body or {}).get("model", "")
+        for model in b.models:
+            if model.name == wanted:
+                shown: dict[str, Any] = {"details": {"family": "llama"}, "model_info": {}}
+                if b.report_capabilities:
+                    shown["capabilities"] = list(model.capabilities)
+                return 200, shown
+        return 404, {"error": f"model '{wanted}' not found"}
+    return 404, {"error": "404 page not found"}
+
+
+def _tag(model: FakeModel) -> dict[str, Any]:
+    return {"name": model.name, "model": model.name, "size": 4_920_753_328, "digest": "0" * 64}
+
+
+def _openai(b: Behaviour, path: str) -> tuple[int, Any]:
+    if path == "/v1/models":
+        data = [{"id": m.name, "object": "model", "owned_by": "fake"} for m in b.models]
+        return 200, {"object": "list", "data": data}
+    if path == "/health":
+        return 200, {"status": "ok"}
+    return 404, {"error": {"message": f"Unknown request URL: {path}", "type": "not_found"}}
+
+
+@contextmanager
+def fake_server() -> Iterator[FakeServer]:
+    server = FakeServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def ollama_not_found(model: str) -> dict[str, str]:
+    """Ollama's answer to a chat with a model it has not pulled."""
+    return {"error": f"model '{model}' not found, try pulling it first"}
