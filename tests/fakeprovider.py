@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -94,9 +96,10 @@ class FakeServer:
         async def stop() -> None:
             for server in self._servers.values():
                 server.close()
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
-                    task.cancel()
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
 
         self._call(stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -239,3 +242,22 @@ def fake_server() -> Iterator[FakeServer]:
 def ollama_not_found(model: str) -> dict[str, str]:
     """Ollama's answer to a chat with a model it has not pulled."""
     return {"error": f"model '{model}' not found, try pulling it first"}
+
+
+def serve(argv: list[str]) -> None:
+    """`python -m tests.fakeprovider KIND COUNT HANGING`: fake providers in their own process.
+
+    Prints the base URLs as one JSON line, then serves until stdin closes. Benchmarks use it so
+    that the server does not share the measured process's interpreter lock.
+    """
+    kind, count, hanging = argv[0], int(argv[1]), int(argv[2])
+    server = FakeServer()
+    models = [FakeModel("llama3.1:8b", loaded=True)]
+    urls = [server.add(f"p{i}", kind=kind, models=models, hang=i < hanging) for i in range(count)]
+    print(json.dumps(urls), flush=True)
+    sys.stdin.read()
+    os._exit(0)  # connections may still be open; the process is done with all of them
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1:])

@@ -204,3 +204,31 @@ def test_a_prober_keeps_one_client_per_provider_across_rounds(fake: FakeServer) 
 
     first, second = asyncio.run(two_rounds())
     assert first is second
+
+
+def test_a_steady_prober_reads_only_tags_and_ps_and_relearns_after_a_failure(
+    fake: FakeServer,
+) -> None:
+    url = fake.add("local", models=[LLAMA])
+    provider = target("local", spec(url))
+
+    async def rounds() -> list[ProbeReport]:
+        prober = Prober(env={})
+        try:
+            found = [(await prober.probe_all([provider]))["local"] for _ in range(2)]
+            fake.behaviours["local"].status = 500
+            found.append((await prober.probe_all([provider]))["local"])
+            fake.behaviours["local"].status = None
+            found.append((await prober.probe_all([provider]))["local"])
+            return found
+        finally:
+            await prober.aclose()
+
+    first, second, broken, healed = asyncio.run(rounds())
+    assert first.ok and second.ok and healed.ok
+    assert broken.reason is Reason.server_error
+    assert second.version == "0.6.2"
+    assert second.capabilities == {"llama3.1:8b": {"completion"}}
+    paths = fake.paths("local")
+    assert paths.count("/api/show") == 2  # first round and after the failure, not the second
+    assert paths.count("/api/version") == 2  # the same: the broken round failed on /api/tags

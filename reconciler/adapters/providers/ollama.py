@@ -1,12 +1,16 @@
 """The Ollama probe: `/api/version`, `/api/tags`, `/api/show` and `/api/ps`. Never inference.
 
-Each is a metadata read that costs the server nothing: no model is loaded or kept loaded.
+Each is a metadata read that costs the server nothing: no model is loaded or kept loaded. A
+prober that probes the same server every cycle remembers what cannot change without a new model
+digest or a restart: the capabilities of a model digest, and the version (re-read every
+VERSION_EVERY rounds). A steady cycle is then two small reads, /api/tags and /api/ps.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -15,25 +19,53 @@ from reconciler.adapters.providers.http import ProbeFailure, check_status, reque
 from reconciler.adapters.providers.observation import Observation
 from reconciler.core.readiness import Reason, model_matches
 
+VERSION_EVERY = 10
+
+
+@dataclass
+class OllamaMemory:
+    """What earlier probes of one server learned and can be reused."""
+
+    version: str | None = None
+    rounds: int = 0
+    # (model name, digest) -> capabilities; empty when the server does not report them.
+    capabilities: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+
 
 async def probe_ollama(
-    client: httpx.AsyncClient, wanted: set[str], headers: Mapping[str, str]
+    client: httpx.AsyncClient,
+    wanted: set[str],
+    headers: Mapping[str, str],
+    memory: OllamaMemory | None = None,
 ) -> Observation:
     """What an Ollama server has: its version, models, their capabilities, what is loaded."""
-    version, names, loaded = await asyncio.gather(
-        _version(client, headers), _tags(client, headers), _loaded(client, headers)
+    memory = memory or OllamaMemory()
+    fresh_version = memory.version is None or memory.rounds % VERSION_EVERY == 0
+    version_read = _version(client, headers) if fresh_version else _known(memory.version)
+    version, digests, loaded = await asyncio.gather(
+        version_read, _tags(client, headers), _loaded(client, headers)
     )
+    memory.version, memory.rounds = version, memory.rounds + 1
     capabilities: dict[str, frozenset[str]] = {}
     for model in sorted(wanted):
-        found = model_matches(model, names)
+        found = model_matches(model, digests)
         if found is None:
             continue
-        reported = await _capabilities(client, headers, found)
+        key = (found, digests[found])
+        reported = memory.capabilities.get(key)
         if reported is None:
-            names.discard(found)  # listed a moment ago, gone now
-        elif reported:
+            reported = await _capabilities(client, headers, found)
+            if reported is None:
+                del digests[found]  # listed a moment ago, gone now
+                continue
+            memory.capabilities[key] = reported
+        if reported:
             capabilities[found] = reported
-    return Observation(version, frozenset(names), capabilities, loaded)
+    return Observation(version, frozenset(digests), capabilities, loaded)
+
+
+async def _known(version: str | None) -> str | None:
+    return version
 
 
 async def _version(client: httpx.AsyncClient, headers: Mapping[str, str]) -> str | None:
@@ -46,10 +78,10 @@ async def _version(client: httpx.AsyncClient, headers: Mapping[str, str]) -> str
     return version
 
 
-async def _tags(client: httpx.AsyncClient, headers: Mapping[str, str]) -> set[str]:
+async def _tags(client: httpx.AsyncClient, headers: Mapping[str, str]) -> dict[str, str]:
     answer = await request(client, "GET", "api/tags", headers)
     check_status(answer, "/api/tags")
-    return _model_names(answer.json("/api/tags"), "/api/tags")
+    return _models(answer.json("/api/tags"), "/api/tags")
 
 
 async def _loaded(client: httpx.AsyncClient, headers: Mapping[str, str]) -> frozenset[str] | None:
@@ -57,18 +89,22 @@ async def _loaded(client: httpx.AsyncClient, headers: Mapping[str, str]) -> froz
     if answer.status == 404:
         return None  # an Ollama older than /api/ps
     check_status(answer, "/api/ps")
-    return frozenset(_model_names(answer.json("/api/ps"), "/api/ps"))
+    return frozenset(_models(answer.json("/api/ps"), "/api/ps"))
 
 
-def _model_names(body: Any, what: str) -> set[str]:
+def _models(body: Any, what: str) -> dict[str, str]:
+    """Model name -> digest ('' when not given), under both `name` and `model` keys."""
     models = body.get("models") if isinstance(body, dict) else None
     if not isinstance(models, list):
         raise ProbeFailure(Reason.bad_response, f"{what} has no `models` list")
-    names: set[str] = set()
+    found: dict[str, str] = {}
     for entry in models:
         if isinstance(entry, dict):
-            names.update(v for k in ("name", "model") if isinstance(v := entry.get(k), str))
-    return names
+            digest = entry.get("digest")
+            for key in ("name", "model"):
+                if isinstance(name := entry.get(key), str):
+                    found[name] = digest if isinstance(digest, str) else ""
+    return found
 
 
 async def _capabilities(

@@ -1,8 +1,9 @@
 """Probe every provider at once, each under its own deadline, one probe per provider per cycle.
 
 A dead, trickling or black-holed provider costs its own deadline and nothing more: probes run
-concurrently (bounded by a semaphore, so a thousand providers never exhaust file descriptors),
-and the deadline clock starts only when a probe gets its turn.
+concurrently (a bounded number doing work at once, so a thousand providers neither exhaust file
+descriptors nor starve each other of this loop's time), and a probe's deadline clock starts only
+when it gets its turn.
 """
 
 from __future__ import annotations
@@ -24,13 +25,51 @@ from reconciler.adapters.providers.http import (
     resolve_headers,
 )
 from reconciler.adapters.providers.observation import Observation
-from reconciler.adapters.providers.ollama import probe_ollama
+from reconciler.adapters.providers.ollama import OllamaMemory, probe_ollama
 from reconciler.adapters.providers.openai_compat import probe_openai_compatible
 from reconciler.core.readiness import ProbeReport, Reason
 from reconciler.core.spec import OllamaProvider, OpenAICompatibleProvider, ProviderSpec
 
 log = logging.getLogger(__name__)
-DEFAULT_CONCURRENCY = 512
+# Probes doing work at once: few enough that a probe's deadline is not eaten by the others' CPU
+# work in this event loop. A probe still waiting after SLOT_HOLD_S hands its slot on, so hung
+# providers wait out their deadlines side by side without holding up the healthy ones.
+DEFAULT_CONCURRENCY = 32
+SLOT_HOLD_S = 0.1
+LOOP_LAG_S = 0.02
+
+
+class _Slot:
+    """A semaphore slot, handed on once its probe is waiting on the server rather than on us.
+
+    Every SLOT_HOLD_S the slot checks how late its timer fired: late means this event loop is
+    busy (the probes in flight are competing for it), so the slot is kept and more probes would
+    only slow each other into false timeouts; on time means the loop is idle and this probe is
+    waiting on its server, so the slot goes to the next probe.
+    """
+
+    def __init__(self, semaphore: asyncio.Semaphore) -> None:
+        self._semaphore: asyncio.Semaphore | None = semaphore
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._arm()
+
+    def _arm(self) -> None:
+        due = self._loop.time() + SLOT_HOLD_S
+        self._timer = self._loop.call_at(due, self._check, due)
+
+    def _check(self, due: float) -> None:
+        if self._loop.time() - due > LOOP_LAG_S:
+            self._arm()
+        else:
+            self.release()
+
+    def release(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._semaphore is not None:
+            self._semaphore.release()
+            self._semaphore = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +90,7 @@ class Prober:
         self._env = env
         self._semaphore = asyncio.Semaphore(concurrency)
         self._clients: dict[str, tuple[ProviderSpec, httpx.AsyncClient]] = {}
+        self._memory: dict[str, OllamaMemory] = {}
 
     async def probe_all(self, targets: Iterable[Target]) -> dict[str, ProbeReport]:
         """Probe every target concurrently; a report for each, never an exception."""
@@ -65,6 +105,7 @@ class Prober:
     async def _forget_others(self, keep: set[str]) -> None:
         for name in [n for n in self._clients if n not in keep]:
             _, client = self._clients.pop(name)
+            self._memory.pop(name, None)
             await client.aclose()
 
     async def _client(self, target: Target) -> httpx.AsyncClient:
@@ -73,23 +114,33 @@ class Prober:
             return held[1]
         if held is not None:
             await held[1].aclose()
+            self._memory.pop(target.name, None)
         client = make_client(target.spec.endpoint, max_connections=4)
         self._clients[target.name] = (target.spec, client)
         return client
 
     async def _probe_one(self, target: Target) -> ProbeReport:
-        async with self._semaphore:
-            checked_at = datetime.now(UTC)
-            started = time.perf_counter()
-            deadline = target.spec.endpoint.probe_timeout_s
-            try:
-                async with asyncio.timeout(deadline):
-                    seen = await self._observe(target)
-            except ProbeFailure as failure:
-                return _failed(target, checked_at, started, failure.reason, failure.detail)
-            except TimeoutError:
-                detail = f"no complete answer within the {deadline:g} s probe deadline"
-                return _failed(target, checked_at, started, Reason.timeout, detail)
+        await self._semaphore.acquire()
+        slot = _Slot(self._semaphore)
+        try:
+            return await self._timed(target)
+        finally:
+            slot.release()
+
+    async def _timed(self, target: Target) -> ProbeReport:
+        checked_at = datetime.now(UTC)
+        started = time.perf_counter()
+        deadline = target.spec.endpoint.probe_timeout_s
+        try:
+            async with asyncio.timeout(deadline):
+                seen = await self._observe(target)
+        except ProbeFailure as failure:
+            self._memory.pop(target.name, None)  # after a failure, learn everything again
+            return _failed(target, checked_at, started, failure.reason, failure.detail)
+        except TimeoutError:
+            self._memory.pop(target.name, None)
+            detail = f"no complete answer within the {deadline:g} s probe deadline"
+            return _failed(target, checked_at, started, Reason.timeout, detail)
         latency = (time.perf_counter() - started) * 1000
         return ProbeReport(
             provider=target.name,
@@ -107,7 +158,8 @@ class Prober:
         await check_destination(spec.endpoint.base_url)
         client = await self._client(target)
         if isinstance(spec, OllamaProvider):
-            return await probe_ollama(client, set(target.models), headers)
+            memory = self._memory.setdefault(target.name, OllamaMemory())
+            return await probe_ollama(client, set(target.models), headers, memory)
         if isinstance(spec, OpenAICompatibleProvider):
             return await probe_openai_compatible(client, headers, spec.health_path)
         raise ProbeFailure(
