@@ -219,3 +219,25 @@ def unservable(found: Iterable[Verdict]) -> list[Verdict]:
     return [
         v for v in found if v.status is Status.not_ready and v.reason is not Reason.route_disabled
     ]
+
+
+def verdict_document(verdict: Verdict, now: datetime) -> dict[str, Any]:
+    """A verdict as the stable JSON of `status --format json` and the daemon's API."""
+    checked = verdict.checked_at
+    return {
+        "task": verdict.task,
+        "status": verdict.status.value,
+        "required": verdict.required,
+        "provider": verdict.provider,
+        "model": verdict.model,
+        "served_by": verdict.served_by,
+        "reason": verdict.reason.value if verdict.reason else None,
+        "detail": verdict.detail,
+        "remedy": verdict.remedy,
+        "checked_at": checked.isoformat() if checked else None,
+        "age_s": round((now - checked).total_seconds(), 1) if checked else None,
+        "latency_ms": round(verdict.latency_ms, 1) if verdict.latency_ms is not None else None,
+        "provider_version": verdict.provider_version,
+        "warm": verdict.warm,
+        "generation": verdict.generation,
+    }

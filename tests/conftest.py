@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 from reconciler.adapters.db import migrate
 from reconciler.adapters.db.engine import make_engine
 from reconciler.cli import main
+from tests.daemon_harness import start_daemon  # noqa: F401  (a fixture)
 from tests.fakeprovider import FakeServer, fake_server
 
 ROOT = Path(__file__).resolve().parent.parent

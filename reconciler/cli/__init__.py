@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import typer
 
 # Commands register themselves on `app` when imported.
-from reconciler.cli import config_cmds, db_cmds, state_cmds, status_cmds  # noqa: F401
+from reconciler.cli import config_cmds, db_cmds, run_cmd, state_cmds, status_cmds  # noqa: F401
 from reconciler.cli.app import app
 from reconciler.cli.console import err
 from reconciler.errors import ReconcilerError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -18,6 +18,7 @@ from reconciler.cli.console import out
 from reconciler.cli.database import open_database
 from reconciler.cli.state_cmds import FormatOption, OutputFormat
 from reconciler.core.readiness import Status, Verdict, all_required_servable
+from reconciler.readiness import verdict_document
 
 EXIT_NOT_READY = 3
 _STYLE = {
@@ -56,28 +57,6 @@ def status(
     else:
         print_status(found, now)
     return 0 if servable else EXIT_NOT_READY
-
-
-def verdict_document(verdict: Verdict, now: datetime) -> dict[str, Any]:
-    """A verdict as the stable JSON of `status --format json` and the daemon's API."""
-    checked = verdict.checked_at
-    return {
-        "task": verdict.task,
-        "status": verdict.status.value,
-        "required": verdict.required,
-        "provider": verdict.provider,
-        "model": verdict.model,
-        "served_by": verdict.served_by,
-        "reason": verdict.reason.value if verdict.reason else None,
-        "detail": verdict.detail,
-        "remedy": verdict.remedy,
-        "checked_at": checked.isoformat() if checked else None,
-        "age_s": round((now - checked).total_seconds(), 1) if checked else None,
-        "latency_ms": round(verdict.latency_ms, 1) if verdict.latency_ms is not None else None,
-        "provider_version": verdict.provider_version,
-        "warm": verdict.warm,
-        "generation": verdict.generation,
-    }
 
 
 def print_status(found: list[Verdict], now: datetime) -> None:

@@ -92,8 +92,7 @@ def make_client(endpoint: Endpoint, max_connections: int) -> httpx.AsyncClient:
 @functools.cache
 def _tls_context(verify: bool) -> ssl.SSLContext:
     # Building a context loads the CA bundle (tens of ms); a thousand providers share one.
-    context = httpx.create_ssl_context(verify=verify, trust_env=False)
-    return context
+    return httpx.create_ssl_context(verify=verify, trust_env=False)
 
 
 async def check_destination(base_url: str) -> None:

@@ -171,7 +171,7 @@ def _failed(
     target: Target, checked_at: datetime, started: float, reason: Reason, detail: str
 ) -> ProbeReport:
     latency = (time.perf_counter() - started) * 1000
-    log.info("probe of %s failed: %s (%s)", target.name, reason.value, detail)
+    log.debug("probe of %s failed: %s (%s)", target.name, reason.value, detail)
     return ProbeReport(
         provider=target.name,
         checked_at=checked_at,

@@ -1,0 +1,71 @@
+"""Watch the config directory and say "something changed", never what.
+
+Level-triggered: an event of any kind means "re-read the directory"; the reader decides what
+changed by content. The directory is watched, never single files (a watch on a file goes blind
+after an editor's atomic replace). When the directory vanishes, or inotify is not available, the
+watcher falls back to polling and comes back when it can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+
+import watchfiles
+
+log = logging.getLogger(__name__)
+
+DEBOUNCE_MS = 50  # watchfiles groups events this close together (its default is 1600)
+STEP_MS = 10
+RETRY_S = 1.0
+
+
+async def watch_directory(
+    directory: Path,
+    changed: Callable[[], None],
+    stop: asyncio.Event,
+    *,
+    force_polling: bool | None = None,
+) -> None:
+    """Call `changed()` after every burst of filesystem events under `directory`, until `stop`."""
+    polling = force_polling
+    while not stop.is_set():
+        if not directory.is_dir():
+            await _wait(stop, RETRY_S)
+            if directory.is_dir():
+                log.info("config directory %s is back", directory)
+                changed()
+            continue
+        try:
+            async for _ in watchfiles.awatch(
+                directory,
+                stop_event=stop,
+                debounce=DEBOUNCE_MS,
+                step=STEP_MS,
+                force_polling=polling,
+                poll_delay_ms=300,
+                recursive=True,
+                watch_filter=None,  # every event counts; the reader ignores what is not config
+                ignore_permission_denied=True,
+            ):
+                changed()
+        except FileNotFoundError:
+            log.warning("config directory %s vanished; waiting for it", directory)
+            changed()
+        except OSError as exc:
+            if polling:
+                raise
+            log.warning("cannot watch %s (%s); polling instead", directory, exc)
+            polling = True
+        else:
+            if not stop.is_set():  # the watch ended by itself: the directory went away
+                changed()
+                await _wait(stop, RETRY_S)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

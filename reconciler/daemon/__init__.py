@@ -1,0 +1,1 @@
+"""The long-running mode: `reconciler run`."""

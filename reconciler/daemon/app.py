@@ -1,0 +1,213 @@
+"""`reconciler run`: one asyncio process with a few root tasks.
+
+    watcher ─┐
+    resync  ─┼─> reconcile worker ──> database
+    leader  ─┘         │
+    readiness loop <───┘   heartbeat   HTTP server (uvicorn, same loop)
+
+When a root task fails, the others are stopped and the failure is reported (exit 1). SIGTERM or
+SIGINT stop them all cleanly: an apply in flight commits or rolls back, the leader lock and the
+provider connections are released, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Coroutine
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from reconciler.adapters.db import migrate
+from reconciler.adapters.db.leader import Leadership, leadership_for
+from reconciler.adapters.watcher import watch_directory
+from reconciler.core.config import ConfigLoader
+from reconciler.core.registry import ProviderRegistry
+from reconciler.daemon.metrics import Metrics
+from reconciler.daemon.readiness_loop import ReadinessLoop
+from reconciler.daemon.state import DaemonState
+from reconciler.daemon.web import create_app, make_server
+from reconciler.daemon.worker import ReconcileWorker, WorkerOptions
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 8.0
+LEADER_CHECK_S = 1.0
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    config_dir: Path
+    database_label: str
+    http: tuple[str, int] | None = ("127.0.0.1", 8787)
+    once: bool = False
+    migrate: bool = False
+    resync_s: float = 60.0
+    drift: str = "correct"
+    probe_interval_s: float = 30.0
+    force_polling: bool | None = None
+
+
+class Daemon:
+    def __init__(self, engine: Engine, registry: ProviderRegistry, options: DaemonOptions) -> None:
+        self.engine = engine
+        self.options = options
+        self.state = DaemonState(str(options.config_dir), options.database_label)
+        self.metrics = Metrics()
+        self.stop = asyncio.Event()
+        self.leadership: Leadership = leadership_for(engine)
+        self.worker = ReconcileWorker(
+            engine,
+            options.config_dir,
+            ConfigLoader(registry),
+            self.state,
+            self.metrics,
+            WorkerOptions(resync_s=options.resync_s, drift=options.drift),
+            lambda: self.state.leader,
+        )
+        self.readiness = ReadinessLoop(
+            engine,
+            registry,
+            self.state,
+            self.metrics,
+            options.probe_interval_s,
+            lambda: self.state.leader,
+        )
+        self.worker.on_applied = self.readiness.poke
+        self.server = None
+        if options.http is not None:
+            app = create_app(engine, self.state, self.metrics)
+            self.server = make_server(app, *options.http)
+
+    async def run(self) -> int:
+        """Check the schema, reconcile once, then run until stopped. Returns the exit code."""
+        if self.options.migrate:
+            await asyncio.to_thread(migrate.upgrade, self.engine)
+        await asyncio.to_thread(migrate.require_current, self.engine)
+        await self._elect()
+        sources = await asyncio.to_thread(self.worker.read_sources)
+        await self.worker.cycle(sources, resync=True)
+        if self.options.once:
+            await self.readiness.round_once()
+            await asyncio.to_thread(self.leadership.release)
+            return 0 if self.state.error is None else 1
+        return await self._supervise()
+
+    async def _supervise(self) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        roots: dict[str, Coroutine[Any, Any, None]] = {
+            "watcher": watch_directory(
+                self.options.config_dir,
+                self.worker.poke,
+                self.stop,
+                force_polling=self.options.force_polling,
+            ),
+            "reconcile worker": self.worker.run(self.stop),
+            "resync timer": self.worker.resync_timer(self.stop),
+            "leader election": self._lead(),
+            "readiness loop": self.readiness.run(self.stop),
+            "heartbeat": self._heartbeat(),
+        }
+        if self.server is not None:
+            roots["http server"] = self._serve_http()
+        tasks = {asyncio.create_task(coro, name=name): name for name, coro in roots.items()}
+        stopper: asyncio.Task[Any] = asyncio.create_task(self.stop.wait())
+        done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        failed = [t for t in tasks if t in done and not self.stop.is_set()]
+        code = 0
+        for task in failed:
+            exc = task.exception()
+            log.error(
+                "%s stopped unexpectedly: %s; shutting down",
+                tasks[task],
+                f"{type(exc).__name__}: {exc}" if exc else "it returned",
+                exc_info=exc,
+            )
+            code = 1
+        await self._shutdown(set(tasks))
+        stopper.cancel()
+        return code
+
+    def _on_signal(self, signum: int) -> None:
+        if self.stop.is_set():
+            return
+        log.info("%s received; stopping", signal.Signals(signum).name)
+        self.state.stopping = True
+        self.stop.set()
+
+    async def _shutdown(self, tasks: set[asyncio.Task[None]]) -> None:
+        self.stop.set()
+        self.state.stopping = True
+        if self.server is not None:
+            self.server.should_exit = True
+        _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+        for task in pending:
+            log.warning("%s did not stop in %gs; cancelling it", task.get_name(), STOP_GRACE_S)
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.to_thread(self.leadership.release)
+        self.state.leader = False
+        log.info("stopped")
+
+    async def _elect(self) -> None:
+        held = await asyncio.to_thread(self.leadership.try_acquire)
+        if held != self.state.leader:
+            if held:
+                log.info("this process reconciles %s (leader)", self.options.database_label)
+            else:
+                log.warning("lost leadership; serving status only")
+        if not held:
+            holder = await asyncio.to_thread(self.leadership.holder)
+            if holder != self.state.leader_note:
+                log.info("%s reconciles this database; this process serves status only", holder)
+            self.state.leader_note = holder
+        else:
+            self.state.leader_note = "leader"
+        gained = held and not self.state.leader
+        self.state.leader = held
+        self.metrics.leader.set(1 if held else 0)
+        if gained:
+            self.worker.poke(resync=True)
+            self.readiness.poke()
+
+    async def _lead(self) -> None:
+        while not self.stop.is_set():
+            await self._elect()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), LEADER_CHECK_S)
+
+    async def _heartbeat(self) -> None:
+        while not self.stop.is_set():
+            self.state.heartbeat = time.monotonic()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), 1.0)
+
+    async def _serve_http(self) -> None:
+        assert self.server is not None
+        host, port = self.options.http or ("", 0)
+        announce = asyncio.create_task(self._announce(host, port))
+        try:
+            await self.server.serve()
+        except SystemExit:
+            raise RuntimeError(f"cannot serve HTTP on {host}:{port} (address in use?)") from None
+        finally:
+            announce.cancel()
+        if not self.stop.is_set():
+            raise RuntimeError(f"the HTTP server on {host}:{port} stopped")
+
+    async def _announce(self, host: str, port: int) -> None:
+        assert self.server is not None
+        while not self.server.started:
+            await asyncio.sleep(0.05)
+        shown = f"[{host}]" if ":" in host else host
+        log.info(
+            "status page: http://%s:%d/  (API: /api/v1/status, metrics: /metrics)", shown, port
+        )

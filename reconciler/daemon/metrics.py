@@ -1,0 +1,64 @@
+"""The daemon's Prometheus metrics, in a registry of their own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.runs = Counter(
+            "reconciler_reconcile_runs",
+            "Reconcile runs by result: applied, unchanged, invalid, refused, source_missing, "
+            "error, drift_reported.",
+            ["result"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "reconciler_reconcile_duration_seconds",
+            "Time from reading the files to the end of the apply.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.changes = Counter(
+            "reconciler_changes_applied",
+            "Rows changed by applies, by operation.",
+            ["op"],
+            registry=r,
+        )
+        self.drift_corrected = Counter(
+            "reconciler_drift_corrected", "Rows changed outside the files and put back.", registry=r
+        )
+        self.last_success = Gauge(
+            "reconciler_last_success_timestamp_seconds",
+            "When a reconcile last ended with the files applied.",
+            registry=r,
+        )
+        self.config_valid = Gauge(
+            "reconciler_config_valid", "1 when the files on disk are valid.", registry=r
+        )
+        self.generation = Gauge(
+            "reconciler_config_generation", "The generation of the applied config.", registry=r
+        )
+        self.leader = Gauge("reconciler_leader", "1 when this replica reconciles.", registry=r)
+        self.task_servable = Gauge(
+            "reconciler_task_servable",
+            "1 when the task is ready or degraded.",
+            ["task", "required"],
+            registry=r,
+        )
+        self.task_status = Gauge(
+            "reconciler_task_status",
+            "1 for the task's current readiness status.",
+            ["task", "status"],
+            registry=r,
+        )
+        self.probe_latency = Histogram(
+            "reconciler_probe_latency_seconds",
+            "Readiness probe time per provider.",
+            ["provider"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )

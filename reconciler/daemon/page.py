@@ -1,0 +1,152 @@
+"""The status page: one server-rendered HTML page a person can read at a glance. No build step."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from html import escape
+
+from reconciler.core.readiness import Status, Verdict, all_required_servable
+from reconciler.daemon.state import DaemonState
+
+_COLOURS = {
+    Status.ready: "#1a7f37",
+    Status.degraded: "#9a6700",
+    Status.not_ready: "#cf222e",
+    Status.stale: "#8250df",
+}
+_STYLE = """
+body { font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #1f2328;
+       padding: 0 1rem; }
+h1 { font-size: 1.5rem; margin: 0 0 .25rem; } h2 { font-size: 1.1rem; margin: 1.75rem 0 .5rem; }
+.meta { color: #59636e; } table { border-collapse: collapse; width: 100%; }
+th, td { text-align: left; padding: .4rem .6rem; border-bottom: 1px solid #d1d9e0;
+         vertical-align: top; }
+th { font-size: .8rem; text-transform: uppercase; color: #59636e; }
+.badge { color: #fff; border-radius: 1rem; padding: .1rem .6rem; font-size: .85rem;
+         white-space: nowrap; }
+.banner { border-radius: .4rem; padding: .75rem 1rem; margin: 1rem 0; }
+.ok { background: #dafbe1; } .bad { background: #ffebe9; } .warn { background: #fff8c5; }
+code, .mono { font-family: ui-monospace, monospace; font-size: .85rem; }
+.remedy { color: #59636e; } ul { margin: .25rem 0; padding-left: 1.25rem; }
+"""
+
+
+def status_page(state: DaemonState, now: datetime) -> str:
+    """The page at `/`: overall verdict, current error, tasks, last apply, drift."""
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta http-equiv='refresh' content='5'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<title>reconciler: {_overall_word(state)}</title><style>{_STYLE}</style></head><body>",
+        "<h1>reconciler</h1>",
+        f"<div class='meta'>config <code>{escape(state.config_dir)}</code> &middot; database "
+        f"<code>{escape(state.database)}</code> &middot; generation {state.generation or 0} "
+        f"&middot; {_leader(state)} &middot; up since {_when(state.started_at, now)}</div>",
+        _banner(state),
+        _tasks(state, now),
+        _last_apply(state, now),
+        _drift(state),
+        "<p class='meta'>JSON: <a href='/api/v1/status'>status</a>, "
+        "<a href='/api/v1/readiness'>readiness</a>, <a href='/api/v1/routes'>routes</a>, "
+        "<a href='/api/v1/providers'>providers</a>, <a href='/api/v1/revisions'>revisions</a>, "
+        "<a href='/metrics'>metrics</a>, <a href='/docs'>API docs</a>. "
+        "This page refreshes every 5 s.</p>",
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _overall_word(state: DaemonState) -> str:
+    if state.error is not None:
+        return "config problem"
+    if state.readiness_at is None:
+        return "starting"
+    return "ready" if all_required_servable(state.verdicts) else "not ready"
+
+
+def _leader(state: DaemonState) -> str:
+    if state.leader:
+        return "this replica reconciles"
+    return f"follower ({escape(state.leader_note)})"
+
+
+def _banner(state: DaemonState) -> str:
+    error = state.error
+    if error is None:
+        if state.readiness_at is None:
+            return "<div class='banner warn'>Starting: first readiness check pending.</div>"
+        if all_required_servable(state.verdicts):
+            return "<div class='banner ok'><b>All required tasks can be served.</b></div>"
+        return "<div class='banner bad'><b>A required task cannot be served.</b> See below.</div>"
+    items = "".join(
+        f"<li><code>{escape(p.file)}:{p.line}:{p.column}</code> <code>{escape(p.path)}</code>: "
+        f"{escape(p.message)}{' &mdash; ' + escape(p.hint) if p.hint else ''}</li>"
+        for p in error.problems[:50]
+    )
+    return (
+        f"<div class='banner bad'><b>{escape(error.kind.replace('_', ' '))}:</b> "
+        f"{escape(error.message)} <span class='meta'>(since {error.since:%H:%M:%S} UTC)</span>"
+        f"{'<ul>' + items + '</ul>' if items else ''}</div>"
+    )
+
+
+def _tasks(state: DaemonState, now: datetime) -> str:
+    if not state.verdicts:
+        return "<h2>Tasks</h2><p class='meta'>No readiness verdicts yet.</p>"
+    rows = "".join(_task_row(v, now) for v in state.verdicts)
+    return (
+        "<h2>Tasks</h2><table><thead><tr><th>Task</th><th>Status</th><th>Provider / model</th>"
+        "<th>Why, and what to do</th><th>Checked</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+def _task_row(verdict: Verdict, now: datetime) -> str:
+    colour = _COLOURS[verdict.status]
+    required = " <span class='meta'>(required)</span>" if verdict.required else ""
+    target = f"{verdict.provider}/{verdict.model}" if verdict.provider else "-"
+    if verdict.served_by and verdict.status is Status.degraded:
+        target += f" &rarr; {verdict.served_by}"
+    why = ""
+    if verdict.reason or verdict.detail:
+        reason = f"<code>{escape(verdict.reason.value)}</code> " if verdict.reason else ""
+        why = f"{reason}{escape(verdict.detail)}"
+        if verdict.remedy:
+            why += f"<div class='remedy'>Fix: {escape(verdict.remedy)}</div>"
+    latency = f", {verdict.latency_ms:.0f} ms" if verdict.latency_ms is not None else ""
+    checked = _when(verdict.checked_at, now) + latency if verdict.checked_at else "never"
+    return (
+        f"<tr><td><b>{escape(verdict.task)}</b>{required}</td>"
+        f"<td><span class='badge' style='background:{colour}'>{verdict.status.value}</span></td>"
+        f"<td class='mono'>{escape(target)}</td><td>{why or '&mdash;'}</td><td>{checked}</td></tr>"
+    )
+
+
+def _last_apply(state: DaemonState, now: datetime) -> str:
+    last = state.last_apply
+    if last is None:
+        return "<h2>Last apply</h2><p class='meta'>No change applied by this process yet.</p>"
+    changes = "".join(f"<li class='mono'>{escape(c)}</li>" for c in last.changes)
+    return (
+        f"<h2>Last apply</h2><p>Generation {last.generation}, {_when(last.at, now)}: "
+        f"{escape(last.summary)}</p><ul>{changes}</ul>"
+    )
+
+
+def _drift(state: DaemonState) -> str:
+    if not state.drift:
+        return ""
+    items = "".join(f"<li class='mono'>{escape(d)}</li>" for d in state.drift[:50])
+    return (
+        "<h2>Drift</h2><div class='banner warn'>These rows differ from the files and are not "
+        f"being corrected (<code>--drift=report</code>):<ul>{items}</ul></div>"
+    )
+
+
+def _when(moment: datetime, now: datetime) -> str:
+    seconds = int((now - moment).total_seconds())
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    return f"{moment:%Y-%m-%d %H:%M} UTC"

@@ -1,0 +1,317 @@
+"""The reconcile worker: coalesce triggers, wait for the files to settle, validate, apply.
+
+Level-based: whatever woke it (a file event, the resync timer, start-up), it re-reads the whole
+directory and plans against the whole database. An invalid edit keeps the last good config in
+place and is reported once per distinct content; a missing directory is "source missing", never
+"delete everything"; the mass-deletion guard always holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from reconciler import reconcile
+from reconciler.adapters.files import load_sources
+from reconciler.core.config import ConfigLoader, DesiredState
+from reconciler.core.plan import Op, Plan
+from reconciler.daemon.metrics import Metrics
+from reconciler.daemon.state import CurrentError, DaemonState, LastApply, now
+from reconciler.errors import (
+    ConfigInvalid,
+    Problem,
+    SchemaMismatch,
+    StateError,
+    TemporaryError,
+    UnsafePlan,
+)
+
+log = logging.getLogger(__name__)
+
+QUIET_S = 0.05  # no event and the same content for this long: the files have settled
+DELETE_SETTLE_S = 1.0  # deletions wait until the files have been unchanged this long
+MAX_SETTLE_ROUNDS = 40
+RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+SHOWN_CHANGES = 50
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    resync_s: float = 60.0
+    drift: str = "correct"  # or "report"
+    lock_timeout_s: float = 10.0
+
+
+class ReconcileWorker:
+    def __init__(
+        self,
+        engine: Engine,
+        config_dir: Path,
+        loader: ConfigLoader,
+        state: DaemonState,
+        metrics: Metrics,
+        options: WorkerOptions,
+        is_leader: Callable[[], bool],
+    ) -> None:
+        self.engine = engine
+        self.config_dir = config_dir
+        self.loader = loader
+        self.state = state
+        self.metrics = metrics
+        self.options = options
+        self.is_leader = is_leader
+        self._wake = asyncio.Event()
+        self._resync = False
+        self._failures = 0
+        self._reported: str | None = None  # the content whose problem was last logged
+        self._changed_at = 0.0  # when the files' content last changed (monotonic)
+        self.on_applied: Callable[[], None] = lambda: None
+        self.cycles = 0
+
+    def poke(self, resync: bool = False) -> None:
+        """Something may have changed: reconcile soon."""
+        self._resync = self._resync or resync
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await _first(self._wake.wait(), stop.wait())
+            if stop.is_set():
+                return
+            sources = await self._settled(stop)
+            if stop.is_set():
+                return
+            resync, self._resync = self._resync, False
+            retry = await self.cycle(sources, resync)
+            self.cycles += 1
+            if retry is not None:
+                asyncio.get_running_loop().call_later(retry, self.poke, True)
+
+    async def resync_timer(self, stop: asyncio.Event) -> None:
+        """Reconcile every `resync_s` (jittered), to find and fix drift."""
+        while not stop.is_set():
+            delay = self.options.resync_s * random.uniform(0.9, 1.1)
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except TimeoutError:
+                self.poke(resync=True)
+
+    async def _settled(self, stop: asyncio.Event) -> list[tuple[str, bytes]] | None:
+        """The directory's files once no event came and nothing changed for QUIET_S."""
+        self._wake.clear()
+        sources = await asyncio.to_thread(self.read_sources)
+        previous = _digest(sources)
+        for _ in range(MAX_SETTLE_ROUNDS):
+            await asyncio.sleep(QUIET_S)
+            if stop.is_set():
+                break
+            if self._wake.is_set():  # more events: read again after another quiet period
+                self._wake.clear()
+                sources = await asyncio.to_thread(self.read_sources)
+                previous = _digest(sources)
+                continue
+            sources = await asyncio.to_thread(self.read_sources)
+            digest = _digest(sources)
+            if digest == previous:
+                return sources
+            previous = digest
+        return sources  # still changing after many rounds: go with the latest read
+
+    def read_sources(self) -> list[tuple[str, bytes]] | None:
+        """The config files, or None when the directory or every file is gone."""
+        try:
+            return load_sources([self.config_dir])
+        except ConfigInvalid as exc:
+            if all(p.code in ("not_found", "no_files") for p in exc.problems):
+                return None
+            raise
+
+    async def cycle(self, sources: list[tuple[str, bytes]] | None, resync: bool) -> float | None:
+        """One reconcile; returns a delay after which to retry, or None."""
+        started = time.perf_counter()
+        try:
+            if sources is None:
+                self._report("source_missing", _missing_message(self.config_dir), "missing")
+                return None
+            digest = _digest(sources)
+            if digest != self.state.config_digest:
+                self._changed_at = time.monotonic()
+            self.state.config_digest = digest
+            if digest == self.state.applied_digest and not resync and self.state.error is None:
+                return None  # an event that changed nothing: same bytes as applied
+            desired = await asyncio.to_thread(self.loader.load, sources)
+            self.metrics.config_valid.set(1)
+            wait = await self._reconcile(desired, digest, resync)
+            if wait is not None:
+                return wait
+        except ConfigInvalid as exc:
+            self.metrics.config_valid.set(0)
+            digest = self.state.config_digest or "?"
+            message = f"{len(exc.problems)} problem(s) in the config files; keeping the last good"
+            self._report("invalid", message, digest, exc.problems)
+        except UnsafePlan as exc:
+            self._report("refused", f"apply refused: {exc}", self.state.config_digest or "?")
+        except SchemaMismatch as exc:
+            self._report("schema", str(exc), "schema")
+            return RETRY_S[-1]
+        except (TemporaryError, DBAPIError, StateError) as exc:
+            return self._failed(exc)
+        finally:
+            self.metrics.duration.observe(time.perf_counter() - started)
+        self._failures = 0
+        return None
+
+    async def _deletions_wait(self, desired: DesiredState) -> float | None:
+        """Seconds to wait before a plan that deletes rows may be applied, or None.
+
+        A half-written file can be valid YAML with entries missing. Creates and updates apply at
+        once; deletions wait until the files have stayed unchanged for DELETE_SETTLE_S, and are
+        then planned again from what is on disk.
+        """
+        remaining = DELETE_SETTLE_S - (time.monotonic() - self._changed_at)
+        if remaining <= 0:
+            return None
+        plan = await asyncio.to_thread(reconcile.plan, self.engine, desired)
+        deletes = plan.count(Op.delete)
+        if not deletes:
+            return None
+        log.info("%d deletion(s) wait %.1fs for the files to settle", deletes, remaining)
+        return remaining
+
+    async def _reconcile(self, desired: DesiredState, digest: str, resync: bool) -> float | None:
+        if not self.is_leader():
+            self.state.error = None
+            self.metrics.runs.labels("follower").inc()
+            return None
+        if resync and self.options.drift == "report":
+            plan = await asyncio.to_thread(reconcile.plan, self.engine, desired)
+            self._note_drift(plan)
+            if plan.has_changes:
+                self.metrics.runs.labels("drift_reported").inc()
+                self._done(digest, None)
+                return None
+        wait = await self._deletions_wait(desired)
+        if wait is not None:
+            return wait
+        result = await asyncio.to_thread(
+            reconcile.apply,
+            self.engine,
+            desired,
+            allow_mass_delete=False,
+            lock_timeout=self.options.lock_timeout_s,
+            config_dir=self.config_dir,
+        )
+        self.state.generation = result.generation
+        self.metrics.generation.set(result.generation)
+        if result.applied:
+            self._applied(result.plan, result.generation)
+            self.on_applied()
+        else:
+            self.metrics.runs.labels("unchanged").inc()
+        self._done(digest, result.plan)
+        return None
+
+    def _applied(self, plan: Plan, generation: int) -> None:
+        summary = reconcile.summary_line(plan)
+        changes = [f"{_SIGN[a.op]} {a.kind.value} {a.key}" for a in plan.actions]
+        self.state.last_apply = LastApply(now(), generation, summary, changes[:SHOWN_CHANGES])
+        for op in Op:
+            if count := plan.count(op):
+                self.metrics.changes.labels(op.value).inc(count)
+        drifted = sum(1 for a in plan.actions if a.drift)
+        if drifted:
+            self.metrics.drift_corrected.inc(drifted)
+            log.warning("corrected drift on %d row(s) changed outside the files", drifted)
+        self.metrics.runs.labels("applied").inc()
+        log.info("applied generation %d: %s", generation, summary)
+
+    def _note_drift(self, plan: Plan) -> None:
+        drift = [f"{_SIGN[a.op]} {a.kind.value} {a.key}" for a in plan.actions]
+        if drift and drift != self.state.drift:
+            log.warning("drift: %d row(s) differ from the files (--drift=report)", len(drift))
+        self.state.drift = drift
+
+    def _done(self, digest: str, plan: Plan | None) -> None:
+        if self.state.error is not None:
+            log.info("the config files are applied again; the earlier problem is resolved")
+        self.state.error = None
+        self._reported = None
+        self.state.applied_digest = digest
+        self.state.reconciled_once = True
+        self.state.last_success_at = now()
+        self.metrics.last_success.set(time.time())
+        if plan is not None and self.options.drift == "correct":
+            self.state.drift = []
+
+    def _report(
+        self, kind: str, message: str, content: str, problems: Sequence[Problem] = ()
+    ) -> None:
+        """Record the problem; log it once per distinct content, not on every cycle."""
+        key = f"{kind}:{content}"
+        if self.state.error is None or self.state.error.kind != kind:
+            self.state.error = CurrentError(kind, message, now(), list(problems))
+        else:
+            self.state.error.message = message
+            self.state.error.problems = list(problems)
+        self.metrics.runs.labels(kind).inc()
+        if key == self._reported:
+            return
+        self._reported = key
+        log.error("%s", message)
+        for problem in problems[:20]:
+            log.error(
+                "  %s:%d:%d: %s: %s",
+                problem.file,
+                problem.line,
+                problem.column,
+                problem.path,
+                problem.message,
+            )
+
+    def _failed(self, exc: Exception) -> float:
+        delay = RETRY_S[min(self._failures, len(RETRY_S) - 1)]
+        self._failures += 1
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, DBAPIError):
+            reason = "database error: " + (str(exc.orig).strip().splitlines() or ["?"])[0]
+        self.state.error = CurrentError("database", f"{reason}; retrying in {delay:g}s", now())
+        self.metrics.runs.labels("error").inc()
+        log.warning("reconcile failed: %s; retrying in %gs", reason, delay)
+        return delay
+
+
+_SIGN = {Op.create: "+", Op.update: "~", Op.delete: "-", Op.adopt: "±"}
+
+
+def _digest(sources: list[tuple[str, bytes]] | None) -> str:
+    if sources is None:
+        return "missing"
+    digest = hashlib.sha256()
+    for name, data in sources:
+        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    return digest.hexdigest()
+
+
+def _missing_message(directory: Path) -> str:
+    return (
+        f"source missing: {directory} has no config files (or is gone); keeping the database "
+        "as it is, nothing is deleted"
+    )
+
+
+async def _first(*waits: object) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]  # type: ignore[call-overload]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

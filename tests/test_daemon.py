@@ -1,0 +1,93 @@
+"""`reconciler run` as a real process: files in, database and HTTP out."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.daemon_harness import Daemon
+from tests.fakeprovider import FakeModel, FakeServer
+
+
+def provider_file(url: str) -> str:
+    return f"""\
+version: 1
+providers:
+  local:
+    type: ollama
+    endpoint: {{base_url: "{url}", probe_timeout_s: 1}}
+"""
+
+
+def routes_file(model: str = "llama3.1:8b", extra: str = "") -> str:
+    return f"""\
+version: 1
+routes:
+  scoring:
+    provider: local
+    model: {model}
+    required: true
+  extraction:
+    provider: local
+    model: {model}
+{extra}"""
+
+
+def test_an_edit_is_applied_and_shown_then_sigterm_exits_0(
+    start_daemon: Callable[..., Daemon],
+    write_config: Callable[..., Path],
+    fake: FakeServer,
+    db_url: str,
+) -> None:
+    url = fake.add("local", models=[FakeModel("llama3.1:8b"), FakeModel("qwen2.5:7b")])
+    directory = write_config({"providers.yaml": provider_file(url), "routes.yaml": routes_file()})
+    daemon = start_daemon(db_url, directory, "--probe-interval", "1")
+    first = daemon.wait_generation(1)
+    assert first["leader"] is True
+    assert first["error"] is None
+    (directory / "routes.yaml").write_text(routes_file("qwen2.5:7b"), encoding="utf-8")
+    second = daemon.wait_generation(2)
+    assert second["last_apply"]["changes"] == ["~ route extraction", "~ route scoring"]
+    daemon.wait_for(lambda: daemon.get("/readyz/tasks").status_code == 200, what="tasks ready")
+    page = daemon.get("/").text
+    assert "scoring" in page and "qwen2.5:7b" in page
+    metrics = daemon.get("/metrics").text
+    assert 'reconciler_reconcile_runs_total{result="applied"} 2.0' in metrics
+    assert 'reconciler_task_servable{required="true",task="scoring"} 1.0' in metrics
+    assert daemon.stop(signal.SIGTERM) == 0
+    assert "Traceback" not in daemon.log()
+
+
+def test_an_invalid_edit_keeps_the_last_good_config_and_is_logged_once(
+    start_daemon: Callable[..., Daemon],
+    write_config: Callable[..., Path],
+    fake: FakeServer,
+    db_url: str,
+) -> None:
+    url = fake.add("local", models=[FakeModel("llama3.1:8b")])
+    directory = write_config({"providers.yaml": provider_file(url), "routes.yaml": routes_file()})
+    daemon = start_daemon(db_url, directory, "--resync", "1")
+    daemon.wait_generation(1)
+    (directory / "routes.yaml").write_text(routes_file(extra="  bad:\n    modle: x\n"), "utf-8")
+    daemon.wait_for(lambda: daemon.status()["error"] is not None, what="the error to show")
+    error = daemon.status()["error"]
+    assert error["kind"] == "invalid"
+    assert {p["path"] for p in error["problems"]} >= {"routes.bad.modle"}
+    assert daemon.get("/readyz").status_code == 200  # the problem is reported: that is ready
+    daemon.wait_for(
+        lambda: daemon.log().count("problem(s) in the config files") >= 1, what="the log line"
+    )
+    resyncs_before = daemon.get("/metrics").text.count("invalid")
+    daemon.wait_for(
+        lambda: (
+            'reconciler_reconcile_runs_total{result="invalid"} 4.0' in daemon.get("/metrics").text
+        ),
+        what="several resync cycles",
+    )
+    assert resyncs_before
+    assert daemon.log().count("problem(s) in the config files") == 1
+    assert daemon.status()["generation"] == 1
+    (directory / "routes.yaml").write_text(routes_file("llama3.1:8b"), "utf-8")
+    daemon.wait_for(lambda: daemon.status()["error"] is None, what="the error to clear")
+    assert daemon.stop() == 0
