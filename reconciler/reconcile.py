@@ -16,7 +16,14 @@ from sqlalchemy import Engine
 from reconciler.adapters.db import migrate, store
 from reconciler.adapters.files import load_sources
 from reconciler.core.config import ConfigLoader, DesiredState
-from reconciler.core.plan import Op, Plan, desired_items, make_plan, mass_delete_refusal
+from reconciler.core.plan import (
+    Op,
+    Plan,
+    desired_items,
+    make_plan,
+    mass_delete_refusal,
+    recheck_saved,
+)
 from reconciler.core.plan_doc import plan_document
 from reconciler.errors import StalePlan, UnsafePlan
 
@@ -72,7 +79,7 @@ def apply(
                     "the saved plan is stale: the database changed since it was made; "
                     "run `reconciler plan --out FILE` again"
                 )
-            the_plan = saved
+            the_plan = recheck_saved(saved, observed)
         else:
             assert state is not None
             the_plan = make_plan(desired_items(state), observed, state.digest)

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from reconciler.core.plan import Action, Op, Plan, diff
+from reconciler.core.plan import Action, Op, Plan, diff, is_secret_ref
 from reconciler.errors import Problem
 
 PROBLEMS_FORMAT_VERSION = 1
@@ -98,4 +98,6 @@ def _action_lines(action: Action) -> list[str]:
 def _value(value: object) -> str:
     if value is None:
         return "(none)"
+    if is_secret_ref(value):
+        return f"{{env: {value['env']}}}"
     return json.dumps(value, ensure_ascii=False, sort_keys=True)

@@ -195,7 +195,7 @@ def history(
         out.print(
             f"generation {row['generation']}  {_utc(row['applied_at'])}  "
             f"{row['user'] or '?'}@{row['host']} pid {row['pid']}  commit {commit}  "
-            f"{row['summary']}"
+            f"digest {(row['config_digest'] or '-')[:12]}  {row['summary']}"
         )
     return 0
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeGuard
 
 from reconciler.core.config import DesiredState
+from reconciler.errors import StateError
 
 PLAN_FORMAT_VERSION = 1
 MANAGED = "config"
@@ -204,8 +205,20 @@ def _action(op: Op, want: Desired, changes: tuple[FieldChange, ...], drift: bool
     )
 
 
+def is_secret_ref(value: Any) -> TypeGuard[dict[str, Any]]:
+    """True for a stored secret reference, `{"env": NAME}`."""
+    return isinstance(value, dict) and value.keys() == {"env"} and isinstance(value["env"], str)
+
+
 def diff(old: Any, new: Any, prefix: str = "") -> Iterable[FieldChange]:
-    """Field-by-field differences; mappings are walked, anything else compared whole."""
+    """Field-by-field differences; mappings are walked, anything else compared whole.
+
+    A secret reference (`{env: NAME}`) is one value: it is shown and changed as a whole.
+    """
+    if is_secret_ref(old) or is_secret_ref(new):
+        if old != new:
+            yield FieldChange(prefix, old, new)
+        return
     if isinstance(old, dict) or isinstance(new, dict):
         old = old if isinstance(old, dict) else ({} if old is None else old)
         new = new if isinstance(new, dict) else ({} if new is None else new)
@@ -233,13 +246,73 @@ def _refusals(
         if kind is not Kind.route or (kind, key) in deleted:
             continue
         route = wanted[(kind, key)].essence if (kind, key) in wanted else current.essence
-        provider = route.get("provider")
-        if (Kind.provider, provider) in deleted:
-            refusals.append(
-                f"provider {provider!r} can't be deleted: route {key!r} (not managed by the "
-                "files) still uses it; change or remove that route first"
-            )
+        used = [route.get("provider")]
+        used += [f.get("provider") for f in route.get("fallbacks") or () if isinstance(f, dict)]
+        for provider in dict.fromkeys(used):
+            if (Kind.provider, provider) in deleted:
+                refusals.append(
+                    f"provider {provider!r} can't be deleted: route {key!r} (not managed by the "
+                    "files) still uses it; change or remove that route first"
+                )
     return refusals
+
+
+_ESSENCE_FIELDS: dict[Kind, dict[str, type]] = {
+    Kind.provider: {"type": str, "enabled": bool, "protect": bool, "config": dict},
+    Kind.route: {
+        "provider": str,
+        "model": str,
+        "enabled": bool,
+        "required": bool,
+        "protect": bool,
+        "params": dict,
+        "fallbacks": list,
+    },
+}
+
+
+def recheck_saved(plan: Plan, observed: Iterable[Observed]) -> Plan:
+    """A plan read back from a file, checked against the state it starts from. Purely computational.
+
+    Raises `StateError` when an action does not fit that state or carries no well-formed essence
+    (the file was edited or damaged). The refusals are computed again: no file can waive them.
+    """
+    have = {(o.kind, o.key): o for o in observed}
+    seen: set[tuple[Kind, str]] = set()
+    for action in plan.actions:
+        ident = (action.kind, action.key)
+        problem = "appears twice" if ident in seen else _unfit(action, have.get(ident))
+        seen.add(ident)
+        if problem:
+            raise StateError(
+                f"the saved plan is damaged: its {action.op} of {action.kind} {action.key!r} "
+                f"{problem}; run `reconciler plan --out FILE` again"
+            )
+    wanted = {
+        (a.kind, a.key): Desired(a.kind, a.key, a.essence)
+        for a in plan.actions
+        if a.op is not Op.delete and a.essence is not None
+    }
+    deleted = {(a.kind, a.key) for a in plan.actions if a.op is Op.delete}
+    return replace(plan, refusals=tuple(_refusals(have, wanted, deleted)))
+
+
+def _unfit(action: Action, current: Observed | None) -> str | None:
+    if (action.op is Op.create) != (current is None):
+        return "does not fit the database (the row exists or is missing)"
+    if current is not None and current.managed == (action.op is Op.adopt):
+        return "does not fit the row's managed_by"
+    if action.op is Op.delete:
+        return None
+    fields = _ESSENCE_FIELDS[action.kind]
+    essence = action.essence
+    if (
+        not isinstance(essence, dict)
+        or not fields.keys() <= essence.keys()
+        or not all(isinstance(essence[k], t) for k, t in fields.items())
+    ):
+        return "carries no well-formed content"
+    return None
 
 
 def _display_order(action: Action) -> tuple[int, int, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Iterator, Sequence
@@ -134,6 +135,8 @@ def _pg_holder(conn: Connection, lock_timeout: float) -> str:
             "SELECT a.pid, a.application_name, a.client_addr, a.xact_start "
             "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
             "WHERE l.locktype = 'advisory' AND l.granted "
+            # Advisory locks are per database; pg_locks lists the whole server's.
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
             "AND l.classid = :hi AND l.objid = :lo AND l.objsubid = 1"
         ),
         {"hi": APPLY_LOCK_KEY >> 32, "lo": APPLY_LOCK_KEY & 0xFFFFFFFF},
@@ -170,8 +173,24 @@ def _sqlite_holder(owner: Path | None, lock_timeout: float) -> str:
     who = "another writer"
     if owner is not None:
         with suppress(OSError):
-            who = owner.read_text(encoding="utf-8").strip() or who
+            recorded = owner.read_text(encoding="utf-8").strip()
+            if recorded and not _owner_is_gone(recorded):
+                who = recorded
     return f"the database is locked by {who}; gave up after {lock_timeout:g}s (--lock-timeout)"
+
+
+def _owner_is_gone(recorded: str) -> bool:
+    """A killed apply leaves its owner file behind; it names a process of this host that is gone."""
+    match = re.match(r"reconciler on (\S+) pid (\d+) ", recorded)
+    if match is None or match[1] != socket.gethostname():
+        return False
+    try:
+        os.kill(int(match[2]), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, but another user's
+        return False
+    return False
 
 
 def write_plan(conn: Connection, plan: Plan, generation: int, now: datetime) -> None:
