@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from importlib.metadata import entry_points
+import typing
+from importlib.metadata import EntryPoint, entry_points
 
 from reconciler.core.registry import (
     BUILTIN_TYPES,
@@ -11,6 +12,7 @@ from reconciler.core.registry import (
     ProviderRegistry,
     ProviderType,
 )
+from reconciler.core.spec import ProviderSpec
 from reconciler.errors import ReconcilerError
 
 log = logging.getLogger(__name__)
@@ -23,25 +25,45 @@ class PluginError(ReconcilerError):
 def load_registry() -> ProviderRegistry:
     """The built-in provider types plus every installed plugin's.
 
-    A plugin that fails to import, exposes something other than a `ProviderType`, or reuses a
-    taken name is an error naming the plugin: silently skipping it would make its providers
-    look like typos.
+    A plugin that fails to import, exposes something other than a `ProviderType` of a
+    `ProviderSpec` model, or reuses a taken name is an error naming the plugin: silently
+    skipping it would make its providers look like typos.
     """
     types = list(BUILTIN_TYPES)
     taken = {t.name for t in types}
     for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        where = f"{entry.name} = {entry.value}"
+        where = _describe(entry)
+        fix = f"; fix or uninstall {entry.dist.name}" if entry.dist else ""
         try:
             loaded = entry.load()
         except Exception as exc:
             raise PluginError(
-                f"provider plugin {where!r} failed to import: {type(exc).__name__}: {exc}"
+                f"provider plugin {where} failed to import: {type(exc).__name__}: {exc}{fix}"
             ) from exc
         if not isinstance(loaded, ProviderType):
-            raise PluginError(f"provider plugin {where!r} is not a reconciler ProviderType")
+            raise PluginError(f"provider plugin {where} is not a reconciler ProviderType{fix}")
+        if reason := _model_problem(loaded):
+            raise PluginError(f"provider plugin {where}: {reason}{fix}")
         if loaded.name in taken:
-            raise PluginError(f"provider plugin {where!r} reuses the type name {loaded.name!r}")
+            raise PluginError(f"provider plugin {where} reuses the type name {loaded.name!r}{fix}")
         taken.add(loaded.name)
         types.append(loaded)
         log.debug("provider type %s from plugin %s", loaded.name, where)
     return ProviderRegistry(types)
+
+
+def _describe(entry: EntryPoint) -> str:
+    """`'acme = acme_provider:PROVIDER_TYPE' (acme-provider 1.0)`."""
+    package = f" ({entry.dist.name} {entry.dist.version})" if entry.dist else ""
+    return f"'{entry.name} = {entry.value}'{package}"
+
+
+def _model_problem(provider_type: ProviderType) -> str | None:
+    """Why `provider_type.config_model` can't validate `type: NAME` providers, if it can't."""
+    model = provider_type.config_model
+    if not (isinstance(model, type) and issubclass(model, ProviderSpec)):
+        return f"config_model {model!r} is not a subclass of reconciler's ProviderSpec"
+    field = model.model_fields.get("type")
+    if field is None or typing.get_args(field.annotation) != (provider_type.name,):
+        return f"config_model {model.__name__} must declare type: Literal[{provider_type.name!r}]"
+    return None

@@ -3,32 +3,43 @@
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
-from yaml.nodes import ScalarNode
+from yaml.nodes import Node, ScalarNode
 
-from reconciler.core.spec import NAME_HINT
-from reconciler.core.yamldoc import YamlDocument, format_path, key_node, locate
+from reconciler.core.spec import ENV_NAME_PATTERN, NAME_HINT, NAME_PATTERN
+from reconciler.core.yamldoc import STR_TAG, YamlDocument, format_path, key_node, locate
 from reconciler.errors import Problem
 
 Loc = tuple[str | int, ...]
 
 _TYPE_HINTS = {
     "bool_type": "write true or false (yes/no/on/off are text, not booleans)",
-    "int_type": "write a whole number such as 10, without leading zeros, underscores or quotes",
-    "float_type": "write a number such as 2.5, without quotes",
+    "int_type": "write a whole number such as 10: no quotes, leading zeros, '_' or ':'",
+    "float_type": "write a number such as 2.5 or 90: no quotes and no ':' (1:30 is text here)",
     "dict_type": "write a mapping of `key: value` lines indented under this key",
     "list_type": "write a list of `- item` lines under this key",
     "model_type": "write a mapping of `key: value` lines indented under this key",
+    "greater_than": "use a positive number, e.g. 30 (timeouts are in seconds)",
 }
 # Values at these places are never echoed, not even in a hint.
 _SECRET_PLACES = frozenset({"api_key", "headers"})
+# What a `pattern` error means, for the patterns a user meets: (message, hint).
+_PATTERNS = {
+    NAME_PATTERN: ("not a valid name", NAME_HINT),
+    ENV_NAME_PATTERN: (
+        "not a valid environment variable name (the value is not shown)",
+        "write {env: NAME} with NAME made of letters, digits and '_', not starting with a digit",
+    ),
+}
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def suggest(word: str, candidates: Sequence[str]) -> str:
@@ -45,15 +56,44 @@ def problem_at(
     """A `Problem` located at the node for `path` (its key with `at_key`), or its nearest parent."""
     anchor, node = locate(doc.root, path)
     target = (key_node(doc.root, path) if at_key else None) or node or anchor
+    if _is_empty(target):  # an empty value has no token of its own: point at its key
+        target = key_node(doc.root, path) or target
     mark = target.start_mark
     return Problem(
         file=doc.name,
         line=mark.line + 1,
         column=mark.column + 1,
-        path=format_path(path),
+        path=format_path(shown_path(path)),
         code=code,
         message=message,
         hint=hint,
+    )
+
+
+def shown_path(path: Loc) -> Loc:
+    """`path`, cut before a step that may be a secret: a key written inside a credential.
+
+    `api_key: {sk-...}` is a mapping whose key is the secret; so is a "header" named
+    `Bearer sk-...`. The only key a reference has is `env`; a header name is an HTTP token.
+    """
+    for i in range(1, len(path) - 1):
+        step, after = path[i], path[i + 1]
+        if path[i - 1] != "endpoint":
+            continue
+        if step == "api_key" and after != "env":
+            return path[: i + 1]
+        if step == "headers":
+            if not (isinstance(after, str) and _HEADER_NAME.fullmatch(after)):
+                return path[: i + 1]
+            if len(path) > i + 2 and path[i + 2] != "env":
+                return path[: i + 2]
+    return path
+
+
+def _is_empty(node: Node | None) -> bool:
+    """An empty value (`key:` and nothing after it), not a written `null` or `""`."""
+    return (
+        isinstance(node, ScalarNode) and node.tag == STR_TAG and not node.value and not node.style
     )
 
 
@@ -141,6 +181,17 @@ def _from_error(
         )
     if kind == "extra_forbidden":
         fields = _fields_at(model, path[:-1])
+        if any(step in _SECRET_PLACES for step in path[:-1]):
+            # `api_key: {sk-...}` is a literal key written as a mapping key: never echo it.
+            problem = problem_at(
+                doc,
+                full,
+                "secret_literal",
+                "a credential must be a reference, not a literal value (the value is not shown)",
+                "write {env: NAME} and export NAME where reconciler runs",
+                at_key=True,
+            )
+            return replace(problem, path=format_path(full[:-1]))
         return problem_at(
             doc,
             full,
@@ -149,19 +200,22 @@ def _from_error(
             suggest(field, fields),
             at_key=True,
         )
-    if at_key:
-        return problem_at(
-            doc, full, "invalid_name", f"invalid name {field!r}", NAME_HINT, at_key=True
-        )
+    if at_key:  # only header names have a constraint of their own
+        return problem_at(doc, full, "invalid_name", f"invalid key: {_message(error)}", at_key=True)
     ctx = error.get("ctx") or {}
     if ctx.get("at"):
         full = (*full, ctx["at"])
+    message = _message(error)
     hint = str(ctx["hint"]) if "hint" in ctx else _hint(doc, full, kind)
-    return problem_at(doc, full, kind, _message(error), hint)
+    if kind == "string_pattern_mismatch" and str(ctx.get("pattern")) in _PATTERNS:
+        message, hint = _PATTERNS[str(ctx["pattern"])]
+    if _is_empty(locate(doc.root, full)[1]):
+        message += " (the value is empty)"
+    return problem_at(doc, full, kind, message, hint)
 
 
 def _message(error: ErrorDetails) -> str:
-    if error["type"] == "model_type":
+    if error["type"] in ("model_type", "dict_type"):
         return "Input should be a mapping"
     msg = error["msg"]
     return msg.removeprefix("Value error, ")
@@ -171,9 +225,11 @@ def _hint(doc: YamlDocument, path: Loc, kind: str) -> str:
     if kind == "string_type":
         _, node = locate(doc.root, path)
         secret = any(step in _SECRET_PLACES for step in path)
-        if isinstance(node, ScalarNode) and not node.style and not secret:
+        if isinstance(node, ScalarNode) and not node.style and node.value and not secret:
             return f'quote it to keep it as text: "{node.value}"'
-        return "write it as text"
+        return (
+            "write it as text, or as {env: NAME} for a credential" if secret else "write it as text"
+        )
     return _TYPE_HINTS.get(kind, "")
 
 

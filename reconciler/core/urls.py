@@ -68,41 +68,44 @@ def _check_host(host: str) -> None:
             "the host is a cloud metadata service, which is never a valid endpoint",
             "point base_url at the model server",
         )
-    address = _as_address(host)
+    address, standard = _as_address(host)
     if address is None:
         return
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
+    written = "" if standard else f" (the host is {address}, written as a number)"
     if address.is_unspecified:
         raise UrlRejected(
-            "the unspecified address (0.0.0.0 or ::) is not a destination",
+            f"the unspecified address (0.0.0.0 or ::) is not a destination{written}",
             "use 127.0.0.1 for this machine",
         )
     if address in _LINK_LOCAL_V4 or address in _LINK_LOCAL_V6:
         raise UrlRejected(
             "link-local addresses (169.254.0.0/16, fe80::/10) are not allowed: they reach "
-            "cloud metadata services",
+            f"cloud metadata services{written}",
             "use the server's loopback, private or public address",
+        )
+    if not standard:
+        raise UrlRejected(
+            "the host is a number in a non-standard form, which hides the real address",
+            f"write the address in dotted decimal, e.g. {address}",
         )
 
 
-def _as_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _as_address(
+    host: str,
+) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address | None, bool]:
+    """The address `host` reaches, if it is one, and whether it is written the standard way."""
     try:
-        return ipaddress.ip_address(host.split("%", 1)[0])
+        return ipaddress.ip_address(host.split("%", 1)[0]), True
     except ValueError:
         pass
     # Forms like 2852039166, 0xa9fea9fe or 169.254.43518 reach an address too; inet_aton
     # decodes them as the resolver would, with no I/O.
     if all(c in "0123456789abcdefxABCDEFX." for c in host):
         try:
-            packed = socket.inet_aton(host)
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
         except OSError:
-            return None
-        address = ipaddress.IPv4Address(packed)
-        if str(address) != host:
-            raise UrlRejected(
-                "the host is a number in a non-standard form, which hides the real address",
-                f"write the address in dotted decimal, e.g. {address}",
-            )
-        return address
-    return None
+            return None, True
+        return address, str(address) == host
+    return None, True

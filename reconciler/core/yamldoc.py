@@ -12,9 +12,10 @@ The rules (DESIGN section 1):
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import yaml
@@ -24,6 +25,7 @@ from reconciler.errors import Problem
 
 MAX_BYTES = 5 * 1024 * 1024
 MAX_DEPTH = 32
+MAX_ANCHOR_PROBLEMS = 10  # an alias bomb holds hundreds of aliases; the first few make the point
 
 STR_TAG = "tag:yaml.org,2002:str"
 SEQ_TAG = "tag:yaml.org,2002:seq"
@@ -40,6 +42,7 @@ _TRUE = frozenset({"true", "True", "TRUE"})
 _FALSE = frozenset({"false", "False", "FALSE"})
 _NULL = frozenset({"null", "Null", "NULL", "~"})
 _NUMERIC_START = frozenset("0123456789+-.")
+_MAX_INT_CHARS = 4300  # sys.get_int_max_str_digits()'s default
 _CORE_TAG_PREFIX = "tag:yaml.org,2002:"
 MERGE_KEY = "<<"
 _TOO_DEEP = f"the document nests deeper than {MAX_DEPTH} levels"
@@ -79,10 +82,13 @@ def plain_scalar(text: str) -> Any:
     if not text:
         return None
     if text[0] in _NUMERIC_START:
+        # A number Python cannot hold as written (more digits than int() converts, a float that
+        # overflows to inf) stays the text the user wrote rather than crash or change meaning.
         if _INT.match(text):
-            return int(text)
+            return int(text) if len(text) <= _MAX_INT_CHARS else text
         if _FLOAT.match(text):
-            return float(text)
+            number = float(text)
+            return number if math.isfinite(number) else text
         return text
     if text in _TRUE:
         return True
@@ -96,19 +102,22 @@ def plain_scalar(text: str) -> Any:
 def parse_document(name: str, data: bytes) -> YamlDocument:
     """Parse one file's bytes into a `YamlDocument`, or raise `YamlProblems`."""
     text = _decode(name, data)
-    if ("&" in text or "*" in text) and (anchor := _find_anchor(name, text)):
-        raise YamlProblems([anchor])
+    # Composing is safe with aliases (they share nodes; only building values expands them), so
+    # the rest of the file is still checked and every problem is reported in one run.
+    problems = _anchor_problems(name, text) if ("&" in text or "*" in text) else []
     loader = _StrictLoader(text)
     try:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        raise YamlProblems([_syntax_problem(name, text, exc)]) from None
+        syntax = _syntax_problem(name, text, exc)  # an undefined alias: said once, not twice
+        kept = [p for p in problems if (p.line, p.column) != (syntax.line, syntax.column)]
+        raise YamlProblems([*kept, syntax]) from None
     except yaml.reader.ReaderError as exc:
         raise YamlProblems([_reader_problem(name, text, exc)]) from None
     except yaml.YAMLError as exc:
         raise YamlProblems([_problem(name, 1, 1, "yaml_syntax", str(exc))]) from None
     except RecursionError:
-        raise YamlProblems([_too_deep(name, 1, 1)]) from None
+        raise YamlProblems([_too_deep(name, text, 1, 1)]) from None
     finally:
         loader.dispose()
     if root is None:
@@ -124,7 +133,6 @@ def parse_document(name: str, data: bytes) -> YamlDocument:
                 )
             ]
         )
-    problems: list[Problem] = []
     value = _Builder(name, problems).build(root)
     if problems:
         raise YamlProblems(problems)
@@ -173,19 +181,28 @@ def _child(node: Node, step: str | int) -> tuple[Node, Node] | None:
 
 
 def node_path(root: Node, target: Node) -> tuple[str | int, ...]:
-    """The document path of `target` (used only when reporting a problem)."""
+    """The document path of `target` (used only when reporting a problem).
+
+    Nodes shared through an alias are visited once, so a cyclic or exponential graph ends.
+    """
     stack: list[tuple[Node, tuple[str | int, ...]]] = [(root, ())]
+    seen: set[int] = set()
     while stack:
         node, path = stack.pop()
         if node is target:
             return path
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
         if isinstance(node, MappingNode):
+            children = []
             for k, v in node.value:
                 if k is target:
                     return (*path, k.value) if isinstance(k, ScalarNode) else path
-                stack.append((v, (*path, k.value if isinstance(k, ScalarNode) else "?")))
+                children.append((v, (*path, k.value if isinstance(k, ScalarNode) else "?")))
+            stack.extend(reversed(children))
         elif isinstance(node, SequenceNode):
-            stack.extend((item, (*path, i)) for i, item in enumerate(node.value))
+            stack.extend((item, (*path, i)) for i, item in reversed(list(enumerate(node.value))))
     return ()
 
 
@@ -209,6 +226,7 @@ class _Builder:
         self.name = name
         self.problems = problems
         self.root: Node | None = None
+        self._built: set[int] = set()
 
     def build(self, root: Node) -> Any:
         self.root = root
@@ -219,6 +237,9 @@ class _Builder:
             if node.tag != STR_TAG:
                 return self._bad_tag(node)
             return node.value if node.style else plain_scalar(node.value)
+        if id(node) in self._built:
+            return None  # a second use through an alias, already reported by the anchor scan
+        self._built.add(id(node))
         if depth >= MAX_DEPTH:
             self._add(node, "too_deep", _TOO_DEEP, _TOO_DEEP_HINT)
             return None
@@ -327,27 +348,52 @@ def _decode(name: str, data: bytes) -> str:
         ) from None
 
 
-def _find_anchor(name: str, text: str) -> Problem | None:
-    """Scan events for an anchor or alias; only called when the text could hold one."""
+def _anchor_problems(name: str, text: str) -> list[Problem]:
+    """Every anchor and alias, each at its place (the first MAX_ANCHOR_PROBLEMS of them).
+
+    Only called when the text could hold one; a syntax error ends the scan, and the real parse
+    reports it with its place.
+    """
+    found: list[Problem] = []
+    extra = 0
     loader = _StrictLoader(text)
     try:
         for event in _events(loader):
-            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-                mark = event.start_mark
-                assert mark is not None
-                return _problem(
+            anchor = getattr(event, "anchor", None)
+            if not anchor:
+                continue
+            if len(found) == MAX_ANCHOR_PROBLEMS:
+                extra += 1
+                continue
+            mark = event.start_mark
+            assert mark is not None
+            if isinstance(event, yaml.AliasEvent):
+                what, hint = f"alias *{anchor}", f"write the value of &{anchor} out in full here"
+            else:
+                what, hint = (
+                    f"anchor &{anchor}",
+                    f"remove &{anchor} and write the value out in full at each place it is used",
+                )
+            found.append(
+                _problem(
                     name,
                     mark.line + 1,
                     mark.column + 1,
                     "yaml_anchor",
-                    "YAML anchors (&name) and aliases (*name) are not allowed",
-                    "write the value out in full at each place it is used",
+                    f"the YAML {what} is not allowed (anchors and aliases are refused)",
+                    hint,
                 )
+            )
     except (yaml.YAMLError, RecursionError):
-        return None  # the real parse reports the syntax problem with its place
+        pass
     finally:
         loader.dispose()
-    return None
+    if extra:
+        last = found[-1]
+        found[-1] = replace(
+            last, message=f"{last.message} ({extra} more in this file are not listed)"
+        )
+    return found
 
 
 def _shown_tag(tag: str | None) -> str:
@@ -390,7 +436,7 @@ def _syntax_problem(name: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
     line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     problem = exc.problem or "invalid YAML"
     if "nesting depth" in problem:
-        return _too_deep(name, line, column)
+        return _too_deep(name, text, line, column)
     if "expected a single document" in (exc.context or ""):
         return _problem(
             name,
@@ -405,6 +451,11 @@ def _syntax_problem(name: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
     if exc.context and start and mark and (start.line, start.column) != (mark.line, mark.column):
         context += f" (it starts at line {start.line + 1}, column {start.column + 1})"
     hint = "check the indentation and quoting around this place"
+    if "flow" in (exc.context or "") and start:
+        hint = (
+            f"close the bracket opened at line {start.line + 1}, column {start.column + 1}, "
+            "or separate its items with ','"
+        )
     if _char_at(text, line, column) == "\t":
         hint = "this is a tab character; indent YAML with spaces only"
     return _problem(name, line, column, "yaml_syntax", f"invalid YAML: {problem}{context}", hint)
@@ -418,7 +469,28 @@ def _char_at(text: str, line: int, column: int) -> str:
     return row[column - 1] if 0 < column <= len(row) else ""
 
 
-def _too_deep(name: str, line: int, column: int) -> Problem:
+def _too_deep(name: str, text: str, line: int, column: int) -> Problem:
+    """The parser gave up on the nesting (libyaml at 1,000 levels, PyYAML's recursion at ~500).
+
+    Point at the first collection nested deeper than MAX_DEPTH, as the builder would, when the
+    events get that far (a deep flow sequence fails before its first one: keep `line:column`).
+    """
+    depth = 1
+    loader = _StrictLoader(text)
+    try:
+        for event in _events(loader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH + 1:
+                    assert event.start_mark is not None
+                    line, column = event.start_mark.line + 1, event.start_mark.column + 1
+                    break
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except (yaml.YAMLError, RecursionError):
+        pass
+    finally:
+        loader.dispose()
     return _problem(name, line, column, "too_deep", _TOO_DEEP, _TOO_DEEP_HINT)
 
 
