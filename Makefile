@@ -32,8 +32,7 @@ schema: $(STAMP)
 run: $(STAMP)
 	$(BIN)/reconciler validate config
 	$(BIN)/reconciler db upgrade
-	$(BIN)/reconciler apply
-	$(BIN)/reconciler status
+	$(BIN)/reconciler run
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

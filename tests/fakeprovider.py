@@ -239,6 +239,46 @@ def fake_server() -> Iterator[FakeServer]:
         server.close()
 
 
+def answering(
+    score: float = 0.8, rationale: str = "clear and accurate", content: str | None = None
+) -> Callable[[Behaviour, str, Any], tuple[int, Any]]:
+    """A chat handler answering every request with a score, in the provider's own shape."""
+
+    def chat(b: Behaviour, path: str, body: Any) -> tuple[int, Any]:
+        model = (body or {}).get("model", "")
+        if model not in {m.name for m in b.models}:
+            if b.kind == OLLAMA:
+                return 404, ollama_not_found(model)
+            error = {"message": f"The model `{model}` does not exist", "type": "invalid_request"}
+            return 404, {"error": error}
+        text = (
+            content if content is not None else json.dumps({"score": score, "rationale": rationale})
+        )
+        if b.kind == OLLAMA:
+            message = {"role": "assistant", "content": text}
+            return 200, {
+                "model": model,
+                "message": message,
+                "done": True,
+                "prompt_eval_count": 42,
+                "eval_count": 9,
+            }
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "finish_reason": "stop",
+        }
+        usage = {"prompt_tokens": 42, "completion_tokens": 9, "total_tokens": 51}
+        return 200, {
+            "object": "chat.completion",
+            "model": model,
+            "choices": [choice],
+            "usage": usage,
+        }
+
+    return chat
+
+
 def ollama_not_found(model: str) -> dict[str, str]:
     """Ollama's answer to a chat with a model it has not pulled."""
     return {"error": f"model '{model}' not found, try pulling it first"}

@@ -12,7 +12,14 @@ from collections.abc import Sequence
 import typer
 
 # Commands register themselves on `app` when imported.
-from reconciler.cli import config_cmds, db_cmds, run_cmd, state_cmds, status_cmds  # noqa: F401
+from reconciler.cli import (  # noqa: F401
+    config_cmds,
+    db_cmds,
+    queue_cmds,
+    run_cmd,
+    state_cmds,
+    status_cmds,
+)
 from reconciler.cli.app import app
 from reconciler.cli.console import err
 from reconciler.errors import ReconcilerError

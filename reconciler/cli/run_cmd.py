@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from enum import StrEnum
 from typing import Annotated
 
@@ -64,7 +63,6 @@ def run(
     settings = settings_of(ctx)
     if settings.verbose == 0:
         logs.configure(settings.log_format, 1)  # a daemon says what it does
-    logging.getLogger("reconciler").debug("scoring worker %s", "off" if no_scoring else "on")
     options = DaemonOptions(
         config_dir=settings.config_dir,
         database_label=safe_url(settings.database_url),
@@ -75,6 +73,7 @@ def run(
         drift=drift.value,
         probe_interval_s=probe_interval,
         force_polling=True if poll else None,
+        scoring=not no_scoring,
     )
     with open_database(settings.database_url) as engine:
         daemon = Daemon(engine, load_registry(), options)

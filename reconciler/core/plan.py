@@ -19,6 +19,7 @@ from reconciler.errors import StateError
 
 PLAN_FORMAT_VERSION = 1
 MANAGED = "config"
+OPTIONAL_ROUTE_FIELDS = ("prompt", "output_schema")
 
 Essence = dict[str, Any]
 
@@ -110,6 +111,14 @@ def essence_hash(essence: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def route_essence(fields: Mapping[str, Any]) -> Essence:
+    """A route's essence: optional fields added after 1.0 only when set.
+
+    Rows applied before a field existed keep their spec hash, so an upgrade shows no drift.
+    """
+    return {k: v for k, v in fields.items() if not (k in OPTIONAL_ROUTE_FIELDS and v is None)}
+
+
 def desired_items(state: DesiredState) -> list[Desired]:
     """The essences of everything the files declare."""
     items = []
@@ -130,7 +139,7 @@ def desired_items(state: DesiredState) -> list[Desired]:
             Desired(
                 Kind.route,
                 task,
-                route.spec.model_dump(mode="json"),
+                route_essence(route.spec.model_dump(mode="json")),
                 route.source.file,
                 route.source.line,
             )

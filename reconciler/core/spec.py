@@ -19,6 +19,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from reconciler.core.scoring import check_output_schema
 from reconciler.core.urls import UrlRejected, check_base_url
 
 NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9._-]{0,62})$"
@@ -28,6 +29,9 @@ NAME_HINT = (
 )
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key", "x-api-key"})
+_SCHEMA_HINT = (
+    "write a JSON Schema object, e.g. {type: object, properties: {score: {type: number}}}"
+)
 _DURATION = re.compile(r"-1|0|[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h)")
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
@@ -133,7 +137,9 @@ class OllamaProvider(ProviderSpec):
     def _duration(cls, value: str) -> str:
         if not _DURATION.fullmatch(value):
             raise PydanticCustomError(
-                "duration", "keep_alive must be a duration such as 30s, 5m, 1h, 0 or -1"
+                "duration",
+                "keep_alive must be a duration such as 30s, 5m, 1h, 0 or -1",
+                {"hint": "write a number with a unit (ms, s, m or h) and no space, e.g. 10m"},
             )
         return value
 
@@ -170,6 +176,22 @@ class RouteSpec(Strict):
         default_factory=dict, description="Model parameters passed with each request."
     )
     fallbacks: list[Fallback] = Field(default_factory=list, max_length=16)
+    prompt: Annotated[str, StringConstraints(min_length=1, max_length=20_000)] | None = Field(
+        None, description="The system prompt; default: a built-in rubric for `scoring`."
+    )
+    output_schema: dict[str, JsonValue] | None = Field(
+        None,
+        description="JSON Schema of the answer; default: a score from 0 to 1 and a rationale.",
+    )
+
+    @field_validator("output_schema")
+    @classmethod
+    def _usable_schema(cls, value: dict[str, JsonValue] | None) -> dict[str, JsonValue] | None:
+        if value is not None and (problem := check_output_schema(value)):
+            raise PydanticCustomError(
+                "output_schema", "{problem}", {"problem": problem, "hint": _SCHEMA_HINT}
+            )
+        return value
 
 
 class FileHeader(Strict):

@@ -3,7 +3,8 @@
     watcher ─┐
     resync  ─┼─> reconcile worker ──> database
     leader  ─┘         │
-    readiness loop <───┘   heartbeat   HTTP server (uvicorn, same loop)
+    readiness loop <───┘ ──> scoring worker ──> providers
+    heartbeat, queue metrics, HTTP server (uvicorn, same loop)
 
 When a root task fails, the others are stopped and the failure is reported (exit 1). SIGTERM or
 SIGINT stop them all cleanly: an apply in flight commits or rolls back, the leader lock and the
@@ -23,22 +24,31 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
-from reconciler.adapters.db import migrate
+from reconciler.adapters.db import migrate, queue_store
 from reconciler.adapters.db.leader import Leadership, leadership_for
 from reconciler.adapters.watcher import watch_directory
 from reconciler.core.config import ConfigLoader
+from reconciler.core.readiness import SERVABLE
 from reconciler.core.registry import ProviderRegistry
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.readiness_loop import ReadinessLoop
 from reconciler.daemon.state import DaemonState
 from reconciler.daemon.web import create_app, make_server
 from reconciler.daemon.worker import ReconcileWorker, WorkerOptions
+from reconciler.scoring import ScoringWorker
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 8.0
 LEADER_CHECK_S = 1.0
+QUEUE_METRICS_S = 5.0
+
+
+def _queue_counts(engine: Engine) -> dict[tuple[str, str], int]:
+    with engine.connect() as conn:
+        return queue_store.counts(conn)
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,7 @@ class DaemonOptions:
     drift: str = "correct"
     probe_interval_s: float = 30.0
     force_polling: bool | None = None
+    scoring: bool = True
 
 
 class Daemon:
@@ -80,6 +91,7 @@ class Daemon:
             lambda: self.state.leader,
         )
         self.worker.on_applied = self.readiness.poke
+        self.scorer = ScoringWorker(engine, registry, on_finished=self.metrics.job_finished)
         self.server = None
         if options.http is not None:
             app = create_app(engine, self.state, self.metrics)
@@ -116,6 +128,9 @@ class Daemon:
             "readiness loop": self.readiness.run(self.stop),
             "heartbeat": self._heartbeat(),
         }
+        if self.options.scoring:
+            roots["scoring worker"] = self.scorer.run(self.stop, self._servable)
+            roots["queue metrics"] = self._queue_metrics()
         if self.server is not None:
             roots["http server"] = self._serve_http()
         tasks = {asyncio.create_task(coro, name=name): name for name, coro in roots.items()}
@@ -183,6 +198,22 @@ class Daemon:
             await self._elect()
             with suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), LEADER_CHECK_S)
+
+    def _servable(self) -> set[str]:
+        return {v.task for v in self.state.verdicts if v.status in SERVABLE}
+
+    async def _queue_metrics(self) -> None:
+        while not self.stop.is_set():
+            try:
+                counted = await asyncio.to_thread(_queue_counts, self.engine)
+            except DBAPIError:
+                counted = None
+            if counted is not None:
+                self.metrics.queue_depth.clear()
+                for (task, status), n in counted.items():
+                    self.metrics.queue_depth.labels(task, status).set(n)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), QUEUE_METRICS_S)
 
     async def _heartbeat(self) -> None:
         while not self.stop.is_set():

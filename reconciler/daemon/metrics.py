@@ -62,3 +62,26 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+        self.jobs_finished = Counter(
+            "reconciler_jobs_finished",
+            "Scoring job outcomes: done, retry (a failed attempt), dead.",
+            ["result"],
+            registry=r,
+        )
+        self.job_latency = Histogram(
+            "reconciler_job_model_latency_seconds",
+            "Model call time of scored jobs.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "reconciler_queue_jobs",
+            "Scoring jobs by task and status.",
+            ["task", "status"],
+            registry=r,
+        )
+
+    def job_finished(self, result: str, latency_s: float | None) -> None:
+        self.jobs_finished.labels(result).inc()
+        if latency_s is not None:
+            self.job_latency.observe(latency_s)

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
 
-from reconciler.adapters.db import readiness_store, store
+from reconciler.adapters.db import queue_store, readiness_store, store
 from reconciler.core.readiness import all_required_servable
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.page import status_page
@@ -78,6 +78,18 @@ def create_app(engine: Engine, state: DaemonState, metrics: Metrics) -> FastAPI:
         """Prometheus metrics."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    _add_api(app, engine, state)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(status_page(state, datetime.now(UTC)))
+
+    return app
+
+
+def _add_api(app: FastAPI, engine: Engine, state: DaemonState) -> None:
+    """The read-only `/api/v1` endpoints."""
+
     @app.get("/api/v1/status", tags=["api"])
     async def api_status() -> dict[str, Any]:
         """The daemon: leader or not, last apply, current error, drift."""
@@ -111,11 +123,20 @@ def create_app(engine: Engine, state: DaemonState, metrics: Metrics) -> FastAPI:
         rows = await _read(engine, lambda conn: store.list_revisions(conn, limit))
         return [_jsonable(row) for row in rows]
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def page() -> HTMLResponse:
-        return HTMLResponse(status_page(state, datetime.now(UTC)))
+    @app.get("/api/v1/jobs", tags=["api"])
+    async def api_jobs(limit: int = Query(20, ge=1, le=500)) -> dict[str, Any]:
+        """The scoring queue: jobs by task and status, and the latest dead jobs."""
 
-    return app
+        def read(conn: Any) -> dict[str, Any]:
+            counted = queue_store.counts(conn)
+            tasks: dict[str, dict[str, int]] = {}
+            for (task, status), n in counted.items():
+                tasks.setdefault(task, {})[status] = n
+            dead = [_jsonable(d) for d in queue_store.dead_jobs(conn, limit)]
+            return {"tasks": tasks, "dead": dead}
+
+        result: dict[str, Any] = await _read(engine, read)
+        return result
 
 
 def _ping(engine: Engine) -> tuple[bool, str]:

@@ -23,13 +23,32 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from reconciler.adapters.db.engine import SQLITE_BUSY_TIMEOUT_MS, is_sqlite
 from reconciler.adapters.db.tables import providers, reconcile_state, revisions, routes
-from reconciler.core.plan import MANAGED, Action, Kind, Observed, Op, Plan, essence_hash
+from reconciler.core.plan import (
+    MANAGED,
+    OPTIONAL_ROUTE_FIELDS,
+    Action,
+    Kind,
+    Observed,
+    Op,
+    Plan,
+    essence_hash,
+    route_essence,
+)
 from reconciler.errors import LockTimeout
 
 APPLY_LOCK_KEY = 0x7265636F6E63696C  # "reconcil", the advisory lock every apply takes
 _LOCK_POLL_S = 0.05
 _CHUNK = 500
-_ROUTE_FIELDS = ("provider", "model", "enabled", "required", "protect", "params", "fallbacks")
+_ROUTE_FIELDS = (
+    "provider",
+    "model",
+    "enabled",
+    "required",
+    "protect",
+    "params",
+    "fallbacks",
+    *OPTIONAL_ROUTE_FIELDS,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +83,7 @@ def read_observed(conn: Connection) -> list[Observed]:
         Observed(
             Kind.route,
             row.task,
-            {name: getattr(row, name) for name in _ROUTE_FIELDS},
+            route_essence({name: getattr(row, name) for name in _ROUTE_FIELDS}),
             row.managed_by,
             row.spec_hash,
         )
@@ -253,7 +272,7 @@ def _row(kind: Kind, action: Action, generation: int, now: datetime) -> dict[str
     if kind is Kind.provider:
         content = {k: essence[k] for k in ("type", "enabled", "protect", "config")}
     else:
-        content = {k: essence[k] for k in _ROUTE_FIELDS}
+        content = {k: essence.get(k) for k in _ROUTE_FIELDS}
     return {
         **content,
         "managed_by": MANAGED,

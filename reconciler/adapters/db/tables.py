@@ -9,11 +9,13 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 # Stable constraint names, so migrations can refer to them on every engine.
@@ -82,6 +84,8 @@ routes = Table(
     Column("protect", Boolean, nullable=False),
     Column("params", JSON, nullable=False),
     Column("fallbacks", JSON, nullable=False),
+    Column("prompt", Text, nullable=True),
+    Column("output_schema", JSON, nullable=True),
     *_provenance(),
 )
 
@@ -131,4 +135,33 @@ task_readiness = Table(
     Column("latency_ms", Float, nullable=True),
     Column("provider_version", String(64), nullable=True),
     Column("warm", Boolean, nullable=True),
+)
+
+
+# The scoring queue: one row per (task, item), which also holds the item's one result.
+scoring_jobs = Table(
+    "scoring_jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task", String(63), nullable=False),
+    Column("item_id", String(255), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(16), nullable=False),  # queued | leased | done | dead
+    Column("attempts", Integer, nullable=False),
+    Column("not_before", DateTime(timezone=True), nullable=False),
+    Column("lease_owner", String(255), nullable=True),
+    Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+    Column("generation", Integer, nullable=True),
+    Column("provider", String(63), nullable=True),
+    Column("model", String(256), nullable=True),
+    Column("result", JSON, nullable=True),
+    Column("latency_ms", Float, nullable=True),
+    Column("prompt_tokens", Integer, nullable=True),
+    Column("completion_tokens", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("task", "item_id"),
+    Index("ix_scoring_jobs_claim", "status", "not_before"),
 )

@@ -121,6 +121,7 @@ class Answer:
     status: int
     body: bytes
     elapsed_ms: float
+    retry_after: str | None = None
 
     def json(self, what: str) -> Any:
         try:
@@ -155,9 +156,10 @@ async def request(
                         f"{where(url)} sent more than {max_bytes // 1024} KiB; stopped reading",
                     )
             status = response.status_code
+            retry_after = response.headers.get("retry-after")
     except httpx.HTTPError as exc:
         raise classify(exc, url) from None
-    return Answer(status, bytes(body), (time.perf_counter() - started) * 1000)
+    return Answer(status, bytes(body), (time.perf_counter() - started) * 1000, retry_after)
 
 
 def classify(exc: httpx.HTTPError, url: httpx.URL) -> ProbeFailure:

@@ -1,0 +1,180 @@
+"""`enqueue`, `jobs` and `score --once`: the scoring queue from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TextIO
+
+import typer
+from pydantic import ValidationError
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from reconciler import readiness
+from reconciler.adapters.db import migrate
+from reconciler.adapters.db import queue_store as queue
+from reconciler.adapters.plugins import load_registry
+from reconciler.cli.app import app, settings_of
+from reconciler.cli.console import err, out
+from reconciler.cli.database import open_database
+from reconciler.cli.state_cmds import FormatOption, OutputFormat
+from reconciler.core.readiness import SERVABLE
+from reconciler.core.scoring import JobInput
+from reconciler.core.spec import NAME_HINT, NAME_PATTERN
+from reconciler.errors import ConfigInvalid, Problem, StateError
+from reconciler.scoring import ScoringWorker, percentile
+
+PROGRESS_FROM = 5_000  # lines; smaller files load too fast for a bar to help
+
+
+@app.command()
+def enqueue(
+    ctx: typer.Context,
+    task: Annotated[str, typer.Argument(help="The task whose route scores the items.")],
+    source: Annotated[str, typer.Argument(help="A JSON-lines file, or - for stdin.")],
+) -> int:
+    """Add items to the scoring queue; an item already queued for the task is skipped."""
+    if not re.fullmatch(NAME_PATTERN, task):
+        raise StateError(f"task {task!r} is not a valid name: {NAME_HINT}")
+    name = "<stdin>" if source == "-" else source
+    items = _read_items(name, sys.stdin if source == "-" else None)
+    settings = settings_of(ctx)
+    with open_database(settings.database_url) as engine:
+        migrate.require_current(engine)
+        added, skipped = queue.enqueue(engine, task, items, datetime.now(UTC))
+        with engine.connect() as conn:
+            routed = task in queue.route_rows(conn)
+    out.print(f"{task}: {added} added, {skipped} skipped (already queued) from {name}.")
+    if not routed:
+        err.print(f"warning: task {task} has no route yet; its jobs wait until it has one.")
+    return 0
+
+
+def _read_items(name: str, stream: TextIO | None) -> list[tuple[str, dict[str, Any]]]:
+    """Every line as (id, payload); every bad line reported with its number, nothing added."""
+    try:
+        lines = (stream.read() if stream else Path(name).read_text("utf-8")).splitlines()
+    except OSError as exc:
+        raise StateError(f"cannot read {name}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise StateError(f"{name} is not UTF-8 text") from None
+    items: dict[str, dict[str, Any]] = {}
+    problems: list[Problem] = []
+    progress = Progress(
+        TextColumn("reading"), BarColumn(), MofNCompleteColumn(), console=err, transient=True
+    )
+    with progress:
+        bar = progress.add_task("lines", total=len(lines), visible=len(lines) >= PROGRESS_FROM)
+        for number, line in enumerate(lines, 1):
+            if number % 1000 == 0:
+                progress.update(bar, completed=number)
+            if not line.strip():
+                continue
+            item = _item(name, number, line, problems)
+            if item is not None:
+                items.setdefault(item.id, item.payload())
+    if problems:
+        raise ConfigInvalid(problems)
+    if not items:
+        raise StateError(f"{name} holds no items; write one JSON object per line")
+    return list(items.items())
+
+
+def _item(name: str, number: int, line: str, problems: list[Problem]) -> JobInput | None:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as exc:
+        hint = "write one JSON object per line"
+        problems.append(Problem(name, number, exc.colno, "", "json", f"not JSON: {exc.msg}", hint))
+        return None
+    try:
+        return JobInput.model_validate(value)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        path = ".".join(str(p) for p in first["loc"])
+        problems.append(
+            Problem(
+                name,
+                number,
+                1,
+                path,
+                "item",
+                first["msg"],
+                'write {"id": "...", "text": "..."} or {"id": "...", "messages": [...]}',
+            )
+        )
+        return None
+
+
+@app.command()
+def jobs(ctx: typer.Context, output: FormatOption = OutputFormat.text) -> int:
+    """The scoring queue: jobs by task and status, and the dead jobs with their errors."""
+    settings = settings_of(ctx)
+    with open_database(settings.database_url) as engine:
+        migrate.require_current(engine)
+        with engine.connect() as conn:
+            counted = queue.counts(conn)
+            dead = queue.dead_jobs(conn, 20)
+    statuses = (queue.QUEUED, queue.LEASED, queue.DONE, queue.DEAD)
+    tasks = sorted({task for task, _ in counted})
+    if output is OutputFormat.json:
+        document = {
+            "format_version": 1,
+            "tasks": {t: {s: counted.get((t, s), 0) for s in statuses} for t in tasks},
+            "dead": [
+                {**d, "finished_at": d["finished_at"].isoformat() if d["finished_at"] else None}
+                for d in dead
+            ],
+        }
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return 0
+    if not tasks:
+        out.print("The scoring queue is empty.")
+        return 0
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("TASK", *(s.upper() for s in statuses)):
+        table.add_column(column, no_wrap=True, justify="left" if column == "TASK" else "right")
+    for task in tasks:
+        table.add_row(task, *(str(counted.get((task, s), 0)) for s in statuses))
+    out.print(table)
+    for job in dead:
+        out.print(
+            f"dead: {job['task']}/{job['item_id']} after {job['attempts']} attempt(s): "
+            f"{job['error']}"
+        )
+    return 0
+
+
+@app.command()
+def score(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Work the queue until empty, then exit.")],
+) -> int:
+    """Score queued items through their routes: probe readiness, then work the queue."""
+    if not once:
+        raise StateError("`score` runs only with --once; `reconciler run` scores continuously")
+    settings = settings_of(ctx)
+    registry = load_registry()
+    with open_database(settings.database_url) as engine:
+        verdicts = readiness.check_now(engine, registry)
+        servable = {v.task for v in verdicts if v.status in SERVABLE}
+        for verdict in verdicts:
+            if verdict.status not in SERVABLE:
+                err.print(
+                    f"{verdict.task}: {verdict.status.value} ({verdict.detail}); its jobs wait"
+                )
+        stats = asyncio.run(ScoringWorker(engine, registry).drain(servable))
+        with engine.connect() as conn:
+            counted = queue.counts(conn)
+    waiting = sum(n for (task, status), n in counted.items() if status == queue.QUEUED)
+    p50 = percentile(stats.latencies_ms, 0.5)
+    out.print(
+        f"scored {stats.done}, retried {stats.retried}, dead {stats.dead}; "
+        f"{waiting} still queued (tasks not ready); model latency p50 {p50:.0f} ms."
+    )
+    return 0

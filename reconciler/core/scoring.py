@@ -1,0 +1,134 @@
+"""Scoring, the pure parts: job input, prompts, output schemas, answer checking, retry delays.
+
+Purely computational, no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Annotated, Any, Literal
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+DEFAULT_OUTPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "score": {"type": "number", "minimum": 0, "maximum": 1},
+        "rationale": {"type": "string", "maxLength": 500},
+    },
+    "required": ["score", "rationale"],
+    "additionalProperties": False,
+}
+
+SCORING_RUBRIC = """\
+You are a strict, consistent evaluator. Read the item and rate how well it meets its purpose: \
+accurate, relevant, clear and complete. Give a score from 0 (useless or wrong) to 1 (excellent), \
+using the whole range: 0.5 is average. Then give a one-line rationale naming the main reason. \
+Answer with JSON only, matching the schema you are given."""
+
+GENERIC_PROMPT = """\
+You are a careful assistant. Do the task named {task} on the item you are given and answer \
+with JSON only, matching the schema you are given."""
+
+MAX_ITEM_CHARS = 200_000
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    role: Literal["system", "user", "assistant"]
+    content: Annotated[str, StringConstraints(max_length=MAX_ITEM_CHARS)]
+
+
+class JobInput(BaseModel):
+    """One line of an `enqueue` file: an id and either `text` or chat `messages`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_ITEM_CHARS)] | None = None
+    messages: list[ChatMessage] | None = Field(None, min_length=1, max_length=256)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> JobInput:
+        if (self.text is None) == (self.messages is None):
+            raise ValueError("give exactly one of `text` or `messages`")
+        return self
+
+    def payload(self) -> dict[str, Any]:
+        """What the queue stores for this item."""
+        if self.text is not None:
+            return {"text": self.text}
+        return {"messages": [m.model_dump() for m in self.messages or []]}
+
+
+def check_output_schema(schema: Any) -> str | None:
+    """Why `schema` is not a usable JSON Schema for an answer, or None when it is."""
+    if not isinstance(schema, dict):
+        return "output_schema must be a mapping (a JSON Schema object)"
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        where = "/".join(str(p) for p in exc.path) or "the top level"
+        return f"output_schema is not a valid JSON Schema at {where}: {exc.message}"
+    if schema.get("type") != "object":
+        return "output_schema must describe a JSON object (`type: object`)"
+    return None
+
+
+def system_prompt(task: str, prompt: str | None) -> str:
+    """The route's prompt, else the built-in rubric for `scoring`, else a generic one."""
+    if prompt:
+        return prompt
+    return SCORING_RUBRIC if task == "scoring" else GENERIC_PROMPT.format(task=task)
+
+
+def messages_for(payload: dict[str, Any], system: str) -> list[dict[str, str]]:
+    """The chat messages sent for a job: the system prompt, then the item."""
+    if "messages" in payload:
+        given = [dict(m) for m in payload["messages"]]
+        if given and given[0]["role"] == "system":
+            return given
+        return [{"role": "system", "content": system}, *given]
+    return [{"role": "system", "content": system}, {"role": "user", "content": payload["text"]}]
+
+
+class MalformedAnswer(ValueError):
+    """The model's answer is not JSON matching the output schema."""
+
+
+def parse_answer(content: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """The answer as a JSON object valid against `schema`; raises `MalformedAnswer`."""
+    try:
+        answer = json.loads(content)
+    except ValueError:
+        raise MalformedAnswer(f"the answer is not JSON: {content[:80]!r}") from None
+    errors = sorted(Draft202012Validator(schema).iter_errors(answer), key=lambda e: list(e.path))
+    if errors:
+        first = errors[0]
+        where = "/".join(str(p) for p in first.path) or "the answer"
+        raise MalformedAnswer(
+            f"the answer does not match the output schema at {where}: {first.message}"
+        )
+    if not isinstance(answer, dict):
+        raise MalformedAnswer("the answer is not a JSON object")
+    return answer
+
+
+def backoff_s(
+    attempt: int,
+    *,
+    base_s: float = 1.0,
+    cap_s: float = 60.0,
+    retry_after_s: float | None = None,
+    rng: random.Random | None = None,
+) -> float:
+    """Capped exponential backoff with full jitter; a server's Retry-After is a floor."""
+    ceiling = min(cap_s, base_s * 2 ** max(attempt - 1, 0))
+    delay = (rng or random).uniform(0, ceiling)
+    if retry_after_s is not None:
+        delay = max(delay, min(retry_after_s, 3600.0))
+    return delay

@@ -1,0 +1,308 @@
+"""The scoring worker: claim jobs of servable tasks, ask the routed model, store the answer.
+
+One code path for `reconciler score --once` and the daemon. Routes are resolved when a batch is
+claimed, from the database's current generation, so a route change applies to the next batch
+without a restart. At most `max_concurrency` calls run per provider. A job whose lease this
+worker no longer holds is never written, so every item ends with exactly one result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine
+
+from reconciler import readiness
+from reconciler.adapters.db import queue_store as queue
+from reconciler.adapters.providers.chat import CallFailure, chat
+from reconciler.adapters.providers.http import MissingSecret, make_client, resolve_headers
+from reconciler.core.registry import ProviderRegistry
+from reconciler.core.scoring import (
+    DEFAULT_OUTPUT_SCHEMA,
+    MalformedAnswer,
+    backoff_s,
+    messages_for,
+    parse_answer,
+    system_prompt,
+)
+from reconciler.core.spec import ProviderSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoringOptions:
+    lease_s: float = 300.0
+    max_attempts: int = 5
+    batch: int = 64
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 60.0
+    idle_poll_s: float = 0.5
+    stop_grace_s: float = 5.0
+
+
+@dataclass
+class ScoreStats:
+    done: int = 0
+    retried: int = 0
+    dead: int = 0
+    lost_lease: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    generation: int
+    routes: Mapping[str, dict[str, Any]]
+    specs: Mapping[str, ProviderSpec]
+
+
+class ScoringWorker:
+    def __init__(
+        self,
+        engine: Engine,
+        registry: ProviderRegistry,
+        env: Mapping[str, str] | None = None,
+        options: ScoringOptions | None = None,
+        on_finished: Callable[[str, float | None], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.registry = registry
+        self.env = env
+        self.options = options or ScoringOptions()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.stats = ScoreStats()
+        self._on_finished = on_finished or (lambda result, latency: None)
+        self._clients: dict[str, tuple[ProviderSpec, httpx.AsyncClient]] = {}
+        self._slots: dict[str, tuple[int, asyncio.Semaphore]] = {}
+        self._running: dict[int, asyncio.Task[None]] = {}
+
+    async def run(self, stop: asyncio.Event, servable: Callable[[], set[str]]) -> None:
+        """Work the queue until `stop`; then release every lease still held."""
+        try:
+            while not stop.is_set():
+                claimed = await self._claim_batch(servable())
+                if not claimed:
+                    await _sleep_or_stop(stop, self.options.idle_poll_s)
+                elif len(self._running) >= self.options.batch:
+                    await asyncio.wait(set(self._running.values()), return_when="FIRST_COMPLETED")
+        finally:
+            await self._wind_down()
+
+    async def drain(self, servable: set[str]) -> ScoreStats:
+        """Work until no job of a servable task is queued, leased or waiting to retry."""
+        try:
+            while True:
+                claimed = await self._claim_batch(servable)
+                if self._running:
+                    await asyncio.wait(set(self._running.values()), return_when="FIRST_COMPLETED")
+                    continue
+                if not claimed:
+                    pending = await asyncio.to_thread(self._pending, servable)
+                    if not pending:
+                        return self.stats
+                    await asyncio.sleep(min(pending, 5.0))
+        finally:
+            await self._wind_down()
+
+    def _pending(self, servable: set[str]) -> float | None:
+        """Seconds until the next job of a servable task is due; None when there is none."""
+        with self.engine.connect() as conn:
+            tasks = [t for t in queue.pending_tasks(conn) if t in servable]
+        return self.options.idle_poll_s if tasks else None
+
+    async def _claim_batch(self, tasks: set[str]) -> int:
+        room = self.options.batch - len(self._running)
+        if not tasks or room <= 0:
+            return 0
+        now = datetime.now(UTC)
+        lease = timedelta(seconds=self.options.lease_s)
+        jobs = await asyncio.to_thread(
+            queue.claim, self.engine, self.owner, tasks, room, lease, now
+        )
+        if not jobs:
+            return 0
+        snapshot = await asyncio.to_thread(self._snapshot)
+        for job in jobs:
+            task = asyncio.create_task(self._work(job, snapshot))
+            self._running[job.id] = task
+            task.add_done_callback(self._forget(job.id))
+        return len(jobs)
+
+    def _forget(self, job_id: int) -> Callable[[asyncio.Task[None]], None]:
+        def forget(_task: asyncio.Task[None]) -> None:
+            self._running.pop(job_id, None)
+
+        return forget
+
+    def _snapshot(self) -> _Snapshot:
+        inputs = readiness.inputs_from_database(self.engine, self.registry)
+        with self.engine.connect() as conn:
+            routes = queue.route_rows(conn)
+        return _Snapshot(inputs.generation, routes, inputs.specs)
+
+    async def _work(self, job: queue.ClaimedJob, snapshot: _Snapshot) -> None:
+        route = snapshot.routes.get(job.task)
+        if route is None or not route["enabled"]:
+            await self._finish(job, self._retry_values(job, "the task has no enabled route", None))
+            return
+        schema = route["output_schema"] or DEFAULT_OUTPUT_SCHEMA
+        messages = messages_for(job.payload, system_prompt(job.task, route["prompt"]))
+        targets = [(route["provider"], route["model"], route["params"] or {})]
+        targets += [(f["provider"], f["model"], f.get("params") or {}) for f in route["fallbacks"]]
+        errors: list[str] = []
+        transient = False
+        retry_after: float | None = None
+        for provider, model, params in targets:
+            try:
+                values = await self._ask(snapshot, provider, model, params, messages, schema)
+            except CallFailure as failure:
+                errors.append(f"{provider}/{model}: {failure.detail}")
+                transient = transient or failure.transient
+                if failure.retry_after_s is not None:
+                    retry_after = max(retry_after or 0.0, failure.retry_after_s)
+                continue
+            values["generation"] = snapshot.generation
+            await self._finish(job, values)
+            return
+        error = "; ".join(errors)
+        if transient and job.attempts < self.options.max_attempts:
+            await self._finish(job, self._retry_values(job, error, retry_after))
+        else:
+            now = datetime.now(UTC)
+            dead = {"status": queue.DEAD, "error": error, "finished_at": now, "updated_at": now}
+            await self._finish(job, dead)
+
+    async def _ask(
+        self,
+        snapshot: _Snapshot,
+        provider: str,
+        model: str,
+        params: Mapping[str, Any],
+        messages: list[dict[str, str]],
+        schema: dict[str, Any],
+    ) -> dict[str, Any]:
+        spec = snapshot.specs.get(provider)
+        if spec is None or not spec.enabled:
+            raise CallFailure("provider missing or disabled", transient=True)
+        try:
+            headers = resolve_headers(spec.endpoint, os.environ if self.env is None else self.env)
+        except MissingSecret as exc:
+            raise CallFailure(exc.detail, transient=True) from None
+        async with self._slot(provider, spec):
+            client = await self._client(provider, spec)
+            answer = await chat(client, spec, model, messages, schema, params, headers)
+        try:
+            result = parse_answer(answer.content, schema)
+        except MalformedAnswer as exc:
+            raise CallFailure(str(exc), transient=True) from None
+        now = datetime.now(UTC)
+        return {
+            "status": queue.DONE,
+            "result": result,
+            "provider": provider,
+            "model": model,
+            "latency_ms": answer.latency_ms,
+            "prompt_tokens": answer.prompt_tokens,
+            "completion_tokens": answer.completion_tokens,
+            "error": None,
+            "finished_at": now,
+            "updated_at": now,
+        }
+
+    def _retry_values(
+        self, job: queue.ClaimedJob, error: str, retry_after: float | None
+    ) -> dict[str, Any]:
+        delay = backoff_s(
+            job.attempts,
+            base_s=self.options.backoff_base_s,
+            cap_s=self.options.backoff_cap_s,
+            retry_after_s=retry_after,
+        )
+        now = datetime.now(UTC)
+        return {
+            "status": queue.QUEUED,
+            "error": error,
+            "not_before": now + timedelta(seconds=delay),
+            "updated_at": now,
+        }
+
+    async def _finish(self, job: queue.ClaimedJob, values: dict[str, Any]) -> None:
+        kept = await asyncio.to_thread(queue.finish, self.engine, job.id, self.owner, values)
+        status = values["status"]
+        if not kept:
+            self.stats.lost_lease += 1
+            log.warning("job %s/%s: lease lost; its result was not kept", job.task, job.item_id)
+            return
+        if status == queue.DONE:
+            self.stats.done += 1
+            self.stats.latencies_ms.append(values["latency_ms"])
+            self._on_finished("done", values["latency_ms"] / 1000)
+        elif status == queue.DEAD:
+            self.stats.dead += 1
+            log.warning("job %s/%s is dead: %s", job.task, job.item_id, values["error"])
+            self._on_finished("dead", None)
+        else:
+            self.stats.retried += 1
+            self._on_finished("retry", None)
+
+    def _slot(self, provider: str, spec: ProviderSpec) -> asyncio.Semaphore:
+        held = self._slots.get(provider)
+        if held is None or held[0] != spec.max_concurrency:
+            held = (spec.max_concurrency, asyncio.Semaphore(spec.max_concurrency))
+            self._slots[provider] = held
+        return held[1]
+
+    async def _client(self, provider: str, spec: ProviderSpec) -> httpx.AsyncClient:
+        held = self._clients.get(provider)
+        if held is not None and held[0] == spec:
+            return held[1]
+        if held is not None:
+            await held[1].aclose()
+        client = make_client(spec.endpoint, max_connections=spec.max_concurrency)
+        self._clients[provider] = (spec, client)
+        return client
+
+    async def _wind_down(self) -> None:
+        """Let calls in flight finish briefly, then cancel them and give their jobs back."""
+        running = dict(self._running)
+        if running:
+            _, pending = await asyncio.wait(
+                set(running.values()), timeout=self.options.stop_grace_s
+            )
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            unfinished = [job_id for job_id, task in running.items() if task in pending]
+            now = datetime.now(UTC)
+            released = await asyncio.to_thread(
+                queue.release, self.engine, self.owner, unfinished, now
+            )
+            if released:
+                log.info("gave %d leased job(s) back to the queue", released)
+        for _, client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
