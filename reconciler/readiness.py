@@ -191,12 +191,15 @@ def current(
     with engine.connect() as conn:
         saved = {v.task: v for v in stored.load_verdicts(conn)}
     max_age = timedelta(seconds=interval_s * STALE_AFTER_INTERVALS)
-    return [
-        saved[route.task].aged(now, max_age, inputs.generation)
-        if route.task in saved
-        else _never_checked(route, inputs.generation)
-        for route in inputs.routes
-    ]
+    found = []
+    for route in inputs.routes:
+        if route.task in saved:
+            found.append(saved[route.task].aged(now, max_age, inputs.generation))
+        elif not route.enabled:  # needs no probe to say
+            found += verdicts([route], inputs.providers, {}, inputs.generation, now)
+        else:
+            found.append(_never_checked(route, inputs.generation))
+    return found
 
 
 def _never_checked(route: RouteView, generation: int) -> Verdict:

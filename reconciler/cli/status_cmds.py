@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from reconciler import readiness
@@ -63,22 +62,29 @@ def print_status(found: list[Verdict], now: datetime) -> None:
     if not found:
         out.print("No task routes in the database; run `reconciler apply` first.")
         return
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("TASK", "STATUS", "PROVIDER/MODEL", "REASON", "CHECKED"):
-        table.add_column(column, no_wrap=True)
+    rows = [("TASK", "STATUS", "PROVIDER/MODEL", "REASON", "CHECKED")]
     for verdict in found:
-        task = verdict.task + (" *" if verdict.required else "")
         target = f"{verdict.provider}/{verdict.model}" if verdict.provider else "-"
         if verdict.served_by and verdict.status is Status.degraded:
             target += f" -> {verdict.served_by}"
-        table.add_row(
-            task,
-            Text(verdict.status.value, style=_STYLE[verdict.status]),
-            target,
-            verdict.reason.value if verdict.reason else "-",
-            _age(verdict.checked_at, now),
+        rows.append(
+            (
+                verdict.task + (" *" if verdict.required else ""),
+                verdict.status.value,
+                target,
+                verdict.reason.value if verdict.reason else "-",
+                _age(verdict.checked_at, now),
+            )
         )
-    out.print(table)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for index, row in enumerate(rows):
+        line = Text("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if index == 0:
+            line.stylize("bold")
+        else:
+            start = widths[0] + 2
+            line.stylize(_STYLE[found[index - 1].status], start, start + len(row[1]))
+        out.print(line)
     for verdict in found:
         if verdict.detail or verdict.remedy:
             out.print(f"{verdict.task}: {verdict.detail}")
