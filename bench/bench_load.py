@@ -88,8 +88,8 @@ def _run_case(case: Case, options: Options) -> list[str]:
     size = sum(len(data) for _, data in sources)
     largest = max(len(data) for _, data in sources)
     if largest > MAX_BYTES:
-        skipped = f"skipped: one file would be {largest / 1e6:.1f} MB, over the 5 MiB limit"
-        return [case.name, f"{size / 1e6:.1f}", skipped, *([""] * (len(HEADERS) - 3))]
+        # One file would be over the 5 MiB limit: the loader refuses it, there is nothing to time.
+        return [case.name, f"{size / 1e6:.1f}", *(["over 5 MiB"] + ["-"] * (len(HEADERS) - 3))]
 
     def floor() -> list[object]:
         return [yaml.load(data, Loader=yaml.CSafeLoader) for _, data in sources]
