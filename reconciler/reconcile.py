@@ -70,6 +70,9 @@ def apply(
     made against another state, and plans that the guards refuse.
     """
     migrate.require_current(engine)
+    # Before the lock: asking git can take seconds on a large repository.
+    digest = saved.config_digest if saved is not None else state.digest if state else ""
+    who = _who(digest, config_dir)
     with store.apply_transaction(engine, lock_timeout) as conn:
         observed = store.read_observed(conn)
         if saved is not None:
@@ -94,7 +97,7 @@ def apply(
             plan_document(the_plan),
             the_plan,
             generation,
-            _who(the_plan.config_digest, config_dir),
+            who,
             summary_line(the_plan),
             now,
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from contextlib import suppress
+from contextlib import aclosing, suppress
 from pathlib import Path
 
 import watchfiles
@@ -40,18 +40,7 @@ async def watch_directory(
                 changed()
             continue
         try:
-            async for _ in watchfiles.awatch(
-                directory,
-                stop_event=stop,
-                debounce=DEBOUNCE_MS,
-                step=STEP_MS,
-                force_polling=polling,
-                poll_delay_ms=300,
-                recursive=True,
-                watch_filter=None,  # every event counts; the reader ignores what is not config
-                ignore_permission_denied=True,
-            ):
-                changed()
+            await _watch(directory, changed, stop, polling)
         except FileNotFoundError:
             log.warning("config directory %s vanished; waiting for it", directory)
             changed()
@@ -60,10 +49,51 @@ async def watch_directory(
                 raise
             log.warning("cannot watch %s (%s); polling instead", directory, exc)
             polling = True
-        else:
-            if not stop.is_set():  # the watch ended by itself: the directory went away
+        # Otherwise the directory went away or was replaced: watch it again, or wait for it.
+
+
+async def _watch(
+    directory: Path, changed: Callable[[], None], stop: asyncio.Event, polling: bool | None
+) -> None:
+    """Watch until `stop`, or until `directory` is removed or replaced (then return).
+
+    A watch follows the directory's inode: once that is deleted (`rm -r`, even when a new
+    directory of the same name follows at once, maybe with the same inode number) no event ever
+    comes again. So a burst that deletes the directory itself ends the watch, and its identity
+    is checked after each burst and every RETRY_S (a symlink to it may be pointed elsewhere).
+    """
+    watched = _identity(directory)
+    names = {str(directory.absolute()), str(directory.resolve())}
+    batches = watchfiles.awatch(
+        directory,
+        stop_event=stop,
+        debounce=DEBOUNCE_MS,
+        step=STEP_MS,
+        rust_timeout=int(RETRY_S * 1000),
+        yield_on_timeout=True,
+        force_polling=polling,
+        poll_delay_ms=300,
+        recursive=True,
+        watch_filter=None,  # every event counts; the reader ignores what is not config
+        ignore_permission_denied=True,
+    )
+    async with aclosing(batches):
+        async for batch in batches:
+            if batch:
                 changed()
-                await _wait(stop, RETRY_S)
+            gone = any(c == watchfiles.Change.deleted and p in names for c, p in batch)
+            if gone or _identity(directory) != watched:
+                log.warning("config directory %s was removed or replaced", directory)
+                changed()
+                return
+
+
+def _identity(directory: Path) -> tuple[int, int] | None:
+    try:
+        info = directory.stat()
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

@@ -37,6 +37,7 @@ from reconciler.daemon.readiness_loop import ReadinessLoop
 from reconciler.daemon.state import DaemonState
 from reconciler.daemon.web import create_app, make_server
 from reconciler.daemon.worker import ReconcileWorker, WorkerOptions
+from reconciler.errors import TemporaryError
 from reconciler.scoring import ScoringWorker
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 STOP_GRACE_S = 8.0
 LEADER_CHECK_S = 1.0
 QUEUE_METRICS_S = 5.0
+SCORING_RETRY_S = 5.0
 
 
 def _queue_counts(engine: Engine) -> dict[tuple[str, str], int]:
@@ -129,7 +131,7 @@ class Daemon:
             "heartbeat": self._heartbeat(),
         }
         if self.options.scoring:
-            roots["scoring worker"] = self.scorer.run(self.stop, self._servable)
+            roots["scoring worker"] = self._score()
             roots["queue metrics"] = self._queue_metrics()
         if self.server is not None:
             roots["http server"] = self._serve_http()
@@ -201,6 +203,17 @@ class Daemon:
 
     def _servable(self) -> set[str]:
         return {v.task for v in self.state.verdicts if v.status in SERVABLE}
+
+    async def _score(self) -> None:
+        """The scoring worker; a database error (locked, gone) pauses it, never ends the daemon."""
+        while not self.stop.is_set():
+            try:
+                await self.scorer.run(self.stop, self._servable)
+            except (DBAPIError, TemporaryError) as exc:
+                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"]
+                log.warning("scoring paused: %s; retrying in %gs", reason[0], SCORING_RETRY_S)
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), SCORING_RETRY_S)
 
     async def _queue_metrics(self) -> None:
         while not self.stop.is_set():

@@ -5,7 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 
-from reconciler.core.readiness import Status, Verdict, all_required_servable
+from reconciler.core.readiness import (
+    SERVABLE,
+    Reason,
+    Status,
+    Verdict,
+    all_required_servable,
+)
 from reconciler.daemon.state import DaemonState
 
 _COLOURS = {
@@ -14,6 +20,7 @@ _COLOURS = {
     Status.not_ready: "#cf222e",
     Status.stale: "#8250df",
 }
+_DISABLED = "#59636e"
 _STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #1f2328;
        padding: 0 1rem; }
@@ -77,7 +84,10 @@ def _banner(state: DaemonState) -> str:
             return "<div class='banner warn'>Starting: first readiness check pending.</div>"
         if all_required_servable(state.verdicts):
             return "<div class='banner ok'><b>All required tasks can be served.</b></div>"
-        return "<div class='banner bad'><b>A required task cannot be served.</b> See below.</div>"
+        down = ", ".join(
+            escape(v.task) for v in state.verdicts if v.required and v.status not in SERVABLE
+        )
+        return f"<div class='banner bad'><b>A required task cannot be served:</b> {down}.</div>"
     items = "".join(
         f"<li><code>{escape(p.file)}:{p.line}:{p.column}</code> <code>{escape(p.path)}</code>: "
         f"{escape(p.message)}{' &mdash; ' + escape(p.hint) if p.hint else ''}</li>"
@@ -102,11 +112,13 @@ def _tasks(state: DaemonState, now: datetime) -> str:
 
 
 def _task_row(verdict: Verdict, now: datetime) -> str:
-    colour = _COLOURS[verdict.status]
+    # A route disabled on purpose is not an alarm: grey, not red.
+    disabled = verdict.reason is Reason.route_disabled
+    colour = _DISABLED if disabled else _COLOURS[verdict.status]
     required = " <span class='meta'>(required)</span>" if verdict.required else ""
-    target = f"{verdict.provider}/{verdict.model}" if verdict.provider else "-"
+    target = escape(f"{verdict.provider}/{verdict.model}") if verdict.provider else "-"
     if verdict.served_by and verdict.status is Status.degraded:
-        target += f" &rarr; {verdict.served_by}"
+        target += f" &rarr; {escape(verdict.served_by)}"
     why = ""
     if verdict.reason or verdict.detail:
         reason = f"<code>{escape(verdict.reason.value)}</code> " if verdict.reason else ""
@@ -118,7 +130,7 @@ def _task_row(verdict: Verdict, now: datetime) -> str:
     return (
         f"<tr><td><b>{escape(verdict.task)}</b>{required}</td>"
         f"<td><span class='badge' style='background:{colour}'>{verdict.status.value}</span></td>"
-        f"<td class='mono'>{escape(target)}</td><td>{why or '&mdash;'}</td><td>{checked}</td></tr>"
+        f"<td class='mono'>{target}</td><td>{why or '&mdash;'}</td><td>{checked}</td></tr>"
     )
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from contextlib import suppress
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
@@ -50,7 +52,7 @@ class ReadinessLoop:
             while not stop.is_set():
                 self._wake.clear()
                 try:
-                    await self.round(prober)
+                    await _unless_stopped(self.round(prober), stop)
                 except (ReconcilerError, DBAPIError) as exc:
                     log.warning("readiness check skipped: %s", str(exc).splitlines()[0])
                 waiter = asyncio.ensure_future(self._wake.wait())
@@ -118,3 +120,19 @@ class ReadinessLoop:
                 verdict.detail,
                 f"; fix: {verdict.remedy}" if verdict.remedy else "",
             )
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, Any], stop: asyncio.Event) -> None:
+    """Run `work`, cancelled when `stop` comes first: a hung probe must not hold up SIGTERM."""
+    task = asyncio.ensure_future(work)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, stopper), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        if not task.done():
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+    if not task.cancelled():
+        task.result()

@@ -7,6 +7,7 @@ queries run in a worker thread. Nothing here ever writes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -176,5 +177,11 @@ def make_server(app: FastAPI, host: str, port: int) -> QuietServer:
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=3,
+        log_config=None,
     )
+    # uvicorn's own messages (say, the port is taken) go out in reconciler's format, so that
+    # `--log-format json` gives JSON on every line.
+    server_log = logging.getLogger("uvicorn")
+    server_log.handlers[:] = logging.getLogger("reconciler").handlers
+    server_log.propagate = False
     return QuietServer(config)

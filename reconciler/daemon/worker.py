@@ -28,12 +28,14 @@ from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.state import CurrentError, DaemonState, LastApply, now
 from reconciler.errors import (
     ConfigInvalid,
+    LockTimeout,
     Problem,
     SchemaMismatch,
     StateError,
     TemporaryError,
     UnsafePlan,
 )
+from reconciler.render import problems_text
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ DELETE_SETTLE_S = 1.0  # deletions wait until the files have been unchanged this
 MAX_SETTLE_ROUNDS = 40
 RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 SHOWN_CHANGES = 50
+LOCK_SLICE_S = 0.5  # the longest a stop waits for an apply that waits for the lock
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class ReconcileWorker:
         self._failures = 0
         self._reported: str | None = None  # the content whose problem was last logged
         self._changed_at = 0.0  # when the files' content last changed (monotonic)
+        self._waiting: str | None = None  # the content whose deletions were last said to wait
         self.on_applied: Callable[[], None] = lambda: None
         self.cycles = 0
 
@@ -184,32 +188,31 @@ class ReconcileWorker:
         deletes = plan.count(Op.delete)
         if not deletes:
             return None
-        log.info("%d deletion(s) wait %.1fs for the files to settle", deletes, remaining)
+        if desired.digest != self._waiting:  # once per content, not on every event meanwhile
+            self._waiting = desired.digest
+            log.info("%d deletion(s) wait %.1fs for the files to settle", deletes, remaining)
         return remaining
 
     async def _reconcile(self, desired: DesiredState, digest: str, resync: bool) -> float | None:
-        if not self.is_leader():
+        if not self.is_leader():  # the files are valid; applying them is the leader's job
             self.state.error = None
+            self.state.reconciled_once = True
             self.metrics.runs.labels("follower").inc()
             return None
         if resync and self.options.drift == "report":
             plan = await asyncio.to_thread(reconcile.plan, self.engine, desired)
             self._note_drift(plan)
-            if plan.has_changes:
+            # Only drift is left alone; changes of the files (and the first apply) go ahead.
+            if plan.has_changes and all(a.drift for a in plan.actions):
                 self.metrics.runs.labels("drift_reported").inc()
                 self._done(digest, None)
                 return None
         wait = await self._deletions_wait(desired)
         if wait is not None:
             return wait
-        result = await asyncio.to_thread(
-            reconcile.apply,
-            self.engine,
-            desired,
-            allow_mass_delete=False,
-            lock_timeout=self.options.lock_timeout_s,
-            config_dir=self.config_dir,
-        )
+        result = await self._apply(desired)
+        if result is None:  # stopping before the lock came free: nothing was written
+            return None
         self.state.generation = result.generation
         self.metrics.generation.set(result.generation)
         if result.applied:
@@ -219,6 +222,30 @@ class ReconcileWorker:
             self.metrics.runs.labels("unchanged").inc()
         self._done(digest, result.plan)
         return None
+
+    async def _apply(self, desired: DesiredState) -> reconcile.ApplyResult | None:
+        """Apply, waiting for the lock in short slices so that a stop never waits on it.
+
+        A thread blocked on the lock cannot be interrupted, and the process cannot exit before
+        it ends; so each attempt waits at most LOCK_SLICE_S. None when stopping.
+        """
+        deadline = time.monotonic() + self.options.lock_timeout_s
+        while True:
+            try:
+                return await asyncio.to_thread(
+                    reconcile.apply,
+                    self.engine,
+                    desired,
+                    allow_mass_delete=False,
+                    lock_timeout=max(0.0, min(LOCK_SLICE_S, deadline - time.monotonic())),
+                    config_dir=self.config_dir,
+                )
+            except LockTimeout as exc:
+                if self.state.stopping:
+                    return None
+                if time.monotonic() >= deadline:
+                    waited = self.options.lock_timeout_s
+                    raise LockTimeout(f"{exc}; waited {waited:g}s in all") from None
 
     def _applied(self, plan: Plan, generation: int) -> None:
         summary = reconcile.summary_line(plan)
@@ -235,7 +262,7 @@ class ReconcileWorker:
         log.info("applied generation %d: %s", generation, summary)
 
     def _note_drift(self, plan: Plan) -> None:
-        drift = [f"{_SIGN[a.op]} {a.kind.value} {a.key}" for a in plan.actions]
+        drift = [f"{_SIGN[a.op]} {a.kind.value} {a.key}" for a in plan.actions if a.drift]
         if drift and drift != self.state.drift:
             log.warning("drift: %d row(s) differ from the files (--drift=report)", len(drift))
         self.state.drift = drift
@@ -249,7 +276,7 @@ class ReconcileWorker:
         self.state.reconciled_once = True
         self.state.last_success_at = now()
         self.metrics.last_success.set(time.time())
-        if plan is not None and self.options.drift == "correct":
+        if plan is not None:  # applied (or nothing to apply): no drift is left
             self.state.drift = []
 
     def _report(
@@ -267,14 +294,12 @@ class ReconcileWorker:
             return
         self._reported = key
         log.error("%s", message)
-        for problem in problems[:20]:
+        for line in problems_text(problems[:20]).splitlines():
+            log.error("  %s", line)
+        if len(problems) > 20:
             log.error(
-                "  %s:%d:%d: %s: %s",
-                problem.file,
-                problem.line,
-                problem.column,
-                problem.path,
-                problem.message,
+                "  ... and %d more; see the status page or `reconciler validate`",
+                len(problems) - 20,
             )
 
     def _failed(self, exc: Exception) -> float:

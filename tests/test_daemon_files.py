@@ -1,0 +1,515 @@
+"""The editor matrix: however a file is saved, the daemon applies only final contents.
+
+Each test runs `reconciler run` as a real process on real files and records what the database
+went through: a sampler thread reads the routes table every ~10 ms, and every applied revision's
+plan is read back from `reconcile_revisions`. Every state the database was ever seen in must be a
+complete version of the files, and no delete may happen unless the final files say so (and then
+only once the files have settled for DELETE_SETTLE_S).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import DBAPIError
+
+from reconciler.adapters.db.engine import make_engine
+from reconciler.adapters.db.tables import revisions, routes
+from reconciler.daemon.worker import DELETE_SETTLE_S
+from tests.daemon_harness import Daemon
+from tests.fakeprovider import FakeServer
+
+TASKS = tuple(f"task-{i:02d}" for i in range(20))  # a truncated file visibly loses routes
+State = frozenset[tuple[str, str]]
+
+
+def providers_yaml(url: str) -> str:
+    return f"""\
+version: 1
+providers:
+  local:
+    type: ollama
+    endpoint: {{base_url: "{url}", probe_timeout_s: 1}}
+"""
+
+
+def routes_yaml(model: str, tasks: tuple[str, ...] = TASKS) -> str:
+    lines = ["# yaml-language-server: $schema=../reconciler.schema.json", "version: 1", "routes:"]
+    for task in tasks:
+        lines += [
+            f"  {task}:",
+            "    provider: local",
+            f"    model: {model}",
+            "    params: {temperature: 0, num_ctx: 8192}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def version(model: str, tasks: tuple[str, ...] = TASKS) -> State:
+    """The routes table as it is once `routes_yaml(model, tasks)` is applied."""
+    return frozenset((task, model) for task in tasks)
+
+
+# --- recording what the database went through ----------------------------------------------
+
+
+class Sampler:
+    """Reads the routes table every ~10 ms in a thread; keeps each distinct state and its time."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.states: list[tuple[float, State]] = []  # (monotonic time first seen, state)
+        self.reads = 0
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="routes sampler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self.states and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert self.states, f"the sampler never read the routes table: {self.errors}"
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        query = select(routes.c.task, routes.c.model)
+        while not self._stop.is_set():
+            try:
+                with self.engine.connect() as conn:
+                    rows = conn.execute(query).all()
+            except DBAPIError as exc:  # kept, and asserted empty by the tests
+                self.errors.append(str(exc.orig).strip()[:200])
+            else:
+                state = frozenset((row.task, row.model) for row in rows)
+                if not self.states or self.states[-1][1] != state:
+                    self.states.append((time.monotonic(), state))
+                self.reads += 1
+            self._stop.wait(0.01)
+
+    @property
+    def current(self) -> State:
+        return self.states[-1][1]
+
+    def seen(self) -> list[State]:
+        return [state for _, state in self.states]
+
+    def first_seen(self, state: State) -> float:
+        return next(at for at, seen in self.states if seen == state)
+
+
+@dataclass
+class Revision:
+    generation: int
+    ops: Counter[str]
+    deleted: list[str]
+
+
+@dataclass
+class Recorded:
+    """A running daemon, its config directory and what its database went through."""
+
+    daemon: Daemon
+    directory: Path
+    sampler: Sampler
+    engine: Engine
+    start_generation: int
+
+    def revisions(self) -> list[Revision]:
+        """The revisions applied since the daemon's first apply, oldest first."""
+        query = (
+            select(revisions.c.generation, revisions.c.plan)
+            .where(revisions.c.generation > self.start_generation)
+            .order_by(revisions.c.generation)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        out = []
+        for row in rows:
+            actions = row.plan["actions"]
+            out.append(
+                Revision(
+                    row.generation,
+                    Counter(a["op"] for a in actions),
+                    [a["key"] for a in actions if a["op"] == "delete"],
+                )
+            )
+        return out
+
+    def wait_state(self, state: State, timeout: float = 10, what: str = "the new routes") -> None:
+        self.daemon.wait_for(lambda: self.sampler.current == state, timeout, what)
+
+    def check(self, allowed: list[State], final: State) -> None:
+        """Only complete versions were ever seen, in order; it ends in `final`; all is well."""
+        self.sampler.close()
+        seen = self.sampler.seen()
+        assert not self.sampler.errors, self.sampler.errors
+        assert self.sampler.reads > 20
+        assert seen[-1] == final
+        unknown = [sorted(s) for s in seen if s not in allowed]
+        assert not unknown, f"the database held a state that no file version has: {unknown}"
+        order = [allowed.index(s) for s in seen]
+        assert order == sorted(order), f"states went back and forth: {order}"
+        status = self.daemon.status()
+        assert status["error"] is None
+        assert self.daemon.get("/healthz").status_code == 200
+        assert self.daemon.stop(signal.SIGTERM) == 0
+        log = self.daemon.log()
+        assert "Traceback" not in log
+        assert "apply refused" not in log, log
+
+
+@pytest.fixture
+def record(
+    start_daemon: Callable[..., Daemon], fake: FakeServer
+) -> Iterator[Callable[..., Recorded]]:
+    """`record(db_url, directory, *daemon_args)`: start the daemon, wait for its first apply,
+    then sample the routes table until the test ends."""
+    opened: list[Recorded] = []
+
+    def start(db_url: str, directory: Path, *extra: str) -> Recorded:
+        daemon = start_daemon(db_url, directory, *extra)
+        first = daemon.wait_generation(1)
+        engine = make_engine(db_url)
+        sampler = Sampler(engine)
+        recorded = Recorded(daemon, directory, sampler, engine, first["generation"])
+        opened.append(recorded)
+        sampler.start()
+        return recorded
+
+    yield start
+    for recorded in opened:
+        recorded.sampler.close()
+        recorded.engine.dispose()
+
+
+@pytest.fixture
+def provider_url(fake: FakeServer) -> str:
+    return fake.add("local")
+
+
+def write_slowly(path: Path, text: str, chunks: int = 5, pause: float = 0.02) -> None:
+    """Truncate, then write `text` in `chunks` pieces, flushed one by one, `pause` apart."""
+    data = text.encode()
+    size = -(-len(data) // chunks)
+    with path.open("wb") as handle:
+        for start in range(0, len(data), size):
+            handle.write(data[start : start + size])
+            handle.flush()
+            time.sleep(pause)
+
+
+def replace_atomically(directory: Path, name: str, temp_name: str, text: str) -> None:
+    temp = directory / temp_name
+    write_slowly(temp, text, chunks=3, pause=0.1)  # the daemon sees the temp file half-written
+    with temp.open("rb") as handle:
+        os.fsync(handle.fileno())
+    temp.replace(directory / name)
+
+
+def metric(daemon: Daemon, sample: str) -> float:
+    """The value of one sample of /metrics, e.g. `reconciler_reconcile_runs_total{...}`."""
+    for line in daemon.get("/metrics").text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+RUNS_INVALID = 'reconciler_reconcile_runs_total{result="invalid"}'
+RUNS_APPLIED = 'reconciler_reconcile_runs_total{result="applied"}'
+
+
+# --- the matrix ------------------------------------------------------------------------------
+
+
+def test_a_temp_file_renamed_over_the_config_is_applied_once_and_its_draft_never(
+    record: Callable[..., Recorded],
+    write_config: Callable[..., Path],
+    provider_url: str,
+    db_url: str,
+) -> None:
+    directory = write_config(
+        {"providers.yaml": providers_yaml(provider_url), "routes.yaml": routes_yaml("m-a")}
+    )
+    scene = record(db_url, directory)
+    # Python's and editors' `routes.yaml.tmp`, then `.routes.yaml.XXXXXX` as mkstemp names it.
+    # Each draft is written slowly, so the daemon reads the directory while it is half-written.
+    replace_atomically(directory, "routes.yaml", "routes.yaml.tmp", routes_yaml("m-b"))
+    scene.wait_state(version("m-b"))
+    replace_atomically(directory, "routes.yaml", ".routes.yaml.Xk3f9a", routes_yaml("m-c"))
+    scene.wait_state(version("m-c"))
+    time.sleep(0.2)
+    assert [r.ops for r in scene.revisions()] == [Counter(update=20), Counter(update=20)]
+    assert "deletion(s) wait" not in scene.daemon.log()  # a draft was never read as config
+    scene.check([version("m-a"), version("m-b"), version("m-c")], version("m-c"))
+
+
+def test_a_vim_save_with_backup_probe_and_swap_file_applies_only_the_new_content(
+    record: Callable[..., Recorded],
+    write_config: Callable[..., Path],
+    provider_url: str,
+    db_url: str,
+) -> None:
+    directory = write_config(
+        {"providers.yaml": providers_yaml(provider_url), "routes.yaml": routes_yaml("m-a")}
+    )
+    swap = directory / ".routes.yaml.swp"
+    swap.write_bytes(b"b0VIM 9.0\0" + b"\0" * 4086)
+    scene = record(db_url, directory)
+    routes_file = directory / "routes.yaml"
+    routes_file.rename(directory / "routes.yaml~")
+    probe = directory / "4913"
+    probe.write_bytes(b"")
+    probe.unlink()
+    # Far longer than vim takes, as on a slow disk: the daemon sees no routes.yaml at all, a
+    # valid config that deletes every route. It must wait, not delete (nor refuse).
+    time.sleep(0.3)
+    routes_file.write_text(routes_yaml("m-b"), encoding="utf-8")
+    swap.write_bytes(b"b0VIM 9.0\1" + b"\0" * 4086)
+    (directory / "routes.yaml~").unlink()
+    scene.wait_state(version("m-b"))
+    time.sleep(DELETE_SETTLE_S + 0.2)  # a delayed deletion would show by now
+    assert swap.exists()
+    assert scene.daemon.log().count("20 deletion(s) wait") == 1  # the window was seen, once
+    assert [r.ops for r in scene.revisions()] == [Counter(update=20)]
+    scene.check([version("m-a"), version("m-b")], version("m-b"))
+
+
+def test_a_truncate_then_slow_write_applies_only_the_complete_file(
+    record: Callable[..., Recorded],
+    write_config: Callable[..., Path],
+    provider_url: str,
+    db_url: str,
+) -> None:
+    directory = write_config(
+        {"providers.yaml": providers_yaml(provider_url), "routes.yaml": routes_yaml("m-a")}
+    )
+    scene = record(db_url, directory)
+    write_slowly(directory / "routes.yaml", routes_yaml("m-b"), chunks=5, pause=0.02)
+    scene.wait_state(version("m-b"))
+    time.sleep(DELETE_SETTLE_S + 0.2)
+    assert [r.ops for r in scene.revisions()] == [Counter(update=20)]
+    assert "problem(s) in the config files" not in scene.daemon.log()
+    scene.check([version("m-a"), version("m-b")], version("m-b"))
+
+
+def test_three_atomic_replaces_in_a_row_apply_only_the_last(
+    record: Callable[..., Recorded],
+    write_config: Callable[..., Path],
+    provider_url: str,
+    db_url: str,
+) -> None:
+    directory = write_config(
+        {"providers.yaml": providers_yaml(provider_url), "routes.yaml": routes_yaml("m-a")}
+    )
+    scene = record(db_url, directory)
+    for model in ("m-b", "m-c", "m-d"):
+        temp = directory / ".routes.yaml.new"
+        temp.write_text(routes_yaml(model), encoding="utf-8")
+        temp.replace(directory / "routes.yaml")
+        time.sleep(0.03)
+    scene.wait_state(version("m-d"))
+    time.sleep(0.3)
+    assert [r.ops for r in scene.revisions()] == [Counter(update=20)]
+    scene.check([version("m-a"), version("m-d")], version("m-d"))
+
+
+def git(directory: Path, *args: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env["GIT_CONFIG_GLOBAL"] = os.devnull
+    env["GIT_CONFIG_NOSYSTEM"] = "1"
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
+        cwd=directory,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+
+
+def test_a_git_checkout_of_another_branch_applies_it_and_deletes_once_after_settling(
+    record: Callable[..., Recorded],
+    write_config: Callable[..., Path],
+    provider_url: str,
+    db_url: str,
+) -> None:
+    directory = write_config(
+        {"providers.yaml": providers_yaml(provider_url), "routes.yaml": routes_yaml("m-a")}
+    )
+    git(directory, "init", "-q", "-b", "main")
+    git(directory, "add", "-A")
+    git(directory, "commit", "-q", "-m", "main")
+    git(directory, "checkout", "-q", "-b", "other")
+    (directory / "routes.yaml").write_text(routes_yaml("m-b", TASKS[:-1]), encoding="utf-8")
+    git(directory, "commit", "-q", "-am", "other: new model, one route fewer")
+    git(directory, "checkout", "-q", "main")
+    scene = record(db_url, directory)
+    before = time.monotonic()
+    git(directory, "checkout", "-q", "other")
+    final = version("m-b", TASKS[:-1])
+    scene.wait_state(final, timeout=DELETE_SETTLE_S + 5)
+    assert scene.sampler.first_seen(final) - before >= DELETE_SETTLE_S
+    time.sleep(0.3)
+    assert [(r.ops, r.deleted) for r in scene.revisions()] == [
+        (Counter(update=19, delete=1), [TASKS[-1]])
+    ]
+    scene.check([version("m-a"), final], final)
+
+
+def test_a_configmap_data_symlink_swap_applies_the_new_content(
+    record: Callable[..., Recorded],
+    tmp_path: Path,
+    provider_url: str,
+    db_url: str,
+) -> None:
+    directory = tmp_path / "config"
+    old = directory / "..2026_11_30_a"
+    old.mkdir(parents=True)
+    (old / "providers.yaml").write_text(providers_yaml(provider_url), encoding="utf-8")
+    (old / "routes.yaml").write_text(routes_yaml("m-a"), encoding="utf-8")
+    (directory / "..data").symlink_to(old.name)
+    for name in ("providers.yaml", "routes.yaml"):
+        (directory / name).symlink_to(f"..data/{name}")
+    scene = record(db_url, directory)
+    new = directory / "..2026_11_30_b"
+    new.mkdir()
+    (new / "providers.yaml").write_text(providers_yaml(provider_url), encoding="utf-8")
+    (new / "routes.yaml").write_text(routes_yaml("m-b"), encoding="utf-8")
+    (directory / "..data_tmp").symlink_to(new.name)
+    (directory / "..data_tmp").rename(directory / "..data")  # atomic, as kubelet does
+    shutil.rmtree(old)
+    scene.wait_state(version("m-b"))
+    time.sleep(0.3)
+    assert [r.ops for r in scene.revisions()] == [Counter(update=20)]
+    scene.check([version("m-a"), version("m-b")], version("m-b"))
+
+
+def test_a_deleted_directory_is_source_missing_deletes_nothing_and_comes_back(
+    record: Callable[..., Recorded],
+    write_config: Callable[..., Path],
+    provider_url: str,
+    db_url: str,
+) -> None:
+    files = {"providers.yaml": providers_yaml(provider_url), "routes.yaml": routes_yaml("m-a")}
+    directory = write_config(files)
+    scene = record(db_url, directory)  # no short --resync: the watcher alone must notice
+    daemon = scene.daemon
+    shutil.rmtree(directory)
+    daemon.wait_for(
+        lambda: (daemon.status()["error"] or {}).get("kind") == "source_missing",
+        what="source_missing",
+    )
+    time.sleep(1.1)  # the daemon looks for it again meanwhile
+    assert daemon.get("/healthz").status_code == 200
+    assert daemon.get("/readyz").status_code == 200  # the problem is reported
+    assert scene.sampler.current == version("m-a")
+    assert daemon.log().count("source missing") == 1
+    directory.mkdir()
+    time.sleep(1.2)  # an empty directory: still source_missing, and watched again
+    (directory / "providers.yaml").write_text(files["providers.yaml"], encoding="utf-8")
+    (directory / "routes.yaml").write_text(routes_yaml("m-b"), encoding="utf-8")
+    scene.wait_state(version("m-b"))
+    daemon.wait_for(lambda: daemon.status()["error"] is None, what="the error to clear")
+    # A deploy script's `rm -rf config && cp -r new config`: a new directory at once, then an
+    # edit in it, which only a watch on the new directory sees.
+    staging = directory.with_name("staging")
+    staging.mkdir()
+    (staging / "providers.yaml").write_text(files["providers.yaml"], encoding="utf-8")
+    (staging / "routes.yaml").write_text(routes_yaml("m-c"), encoding="utf-8")
+    shutil.rmtree(directory)
+    shutil.copytree(staging, directory)
+    scene.wait_state(version("m-c"))
+    time.sleep(0.3)
+    (directory / "routes.yaml").write_text(routes_yaml("m-d"), encoding="utf-8")
+    scene.wait_state(version("m-d"), what="the edit in the new directory")
+    assert [r.ops for r in scene.revisions()] == [Counter(update=20)] * 3
+    scene.check([version(m) for m in ("m-a", "m-b", "m-c", "m-d")], version("m-d"))
+
+
+# Only concerns the files and the log: an invalid file never reaches the database, so SQLite.
+def test_an_invalid_file_kept_over_many_resyncs_is_logged_once(
+    record: Callable[..., Recorded],
+    write_config: Callable[..., Path],
+    provider_url: str,
+    sqlite_url: str,
+) -> None:
+    directory = write_config(
+        {"providers.yaml": providers_yaml(provider_url), "routes.yaml": routes_yaml("m-a")}
+    )
+    scene = record(sqlite_url, directory, "--resync", "1")
+    daemon = scene.daemon
+    text = routes_yaml("m-b")
+    (directory / "routes.yaml").write_text(text[: text.index("num_ctx", 500)], encoding="utf-8")
+    daemon.wait_for(lambda: metric(daemon, RUNS_INVALID) >= 2, what="the error and a resync")
+    lines = len(daemon.log().splitlines())
+    daemon.wait_for(lambda: metric(daemon, RUNS_INVALID) >= 7, what="five more resyncs")
+    log = daemon.log()
+    assert len(log.splitlines()) == lines, log
+    assert log.count("problem(s) in the config files") == 1
+    assert daemon.status()["error"]["kind"] == "invalid"
+    (directory / "routes.yaml").write_text(routes_yaml("m-a"), encoding="utf-8")
+    daemon.wait_for(lambda: daemon.status()["error"] is None, what="the error to clear")
+    assert scene.revisions() == []
+    scene.check([version("m-a")], version("m-a"))
+
+
+def test_fifty_writes_in_ten_seconds_end_in_the_last_with_a_bounded_number_of_applies(
+    record: Callable[..., Recorded],
+    write_config: Callable[..., Path],
+    provider_url: str,
+    db_url: str,
+) -> None:
+    directory = write_config(
+        {"providers.yaml": providers_yaml(provider_url), "routes.yaml": routes_yaml("m-00")}
+    )
+    scene = record(db_url, directory)
+    models = [f"m-{i:02d}" for i in range(1, 51)]
+    for model in models:
+        (directory / "routes.yaml").write_text(routes_yaml(model), encoding="utf-8")
+        time.sleep(0.2)
+    scene.wait_state(version(models[-1]))
+    time.sleep(0.3)
+    applied = scene.revisions()
+    assert 1 <= len(applied) <= 50, len(applied)
+    assert all(r.ops == Counter(update=20) for r in applied)
+    assert metric(scene.daemon, RUNS_APPLIED) == 1 + len(applied)
+    scene.check([version("m-00"), *map(version, models)], version(models[-1]))
+
+
+def test_half_the_routes_removed_in_one_edit_are_deleted_after_the_settle_time(
+    record: Callable[..., Recorded],
+    write_config: Callable[..., Path],
+    provider_url: str,
+    db_url: str,
+) -> None:
+    directory = write_config(
+        {"providers.yaml": providers_yaml(provider_url), "routes.yaml": routes_yaml("m-a")}
+    )
+    scene = record(db_url, directory)
+    half = version("m-a", TASKS[:10])
+    before = time.monotonic()
+    (directory / "routes.yaml").write_text(routes_yaml("m-a", TASKS[:10]), encoding="utf-8")
+    scene.wait_state(half, timeout=5, what="the deletions")
+    waited = scene.sampler.first_seen(half) - before
+    assert DELETE_SETTLE_S <= waited <= 3.0, waited
+    assert [(r.ops, r.deleted) for r in scene.revisions()] == [
+        (Counter(delete=10), list(TASKS[10:]))
+    ]
+    assert re.search(r"10 deletion\(s\) wait \d\.\ds", scene.daemon.log())
+    scene.check([version("m-a"), half], half)
