@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from reconciler.adapters.db import migrate, store
 from reconciler.adapters.files import load_sources
-from reconciler.core.config import ConfigLoader, DesiredState
+from reconciler.core.config import ConfigLoader, DesiredState, paused_gc
 from reconciler.core.plan import (
     Op,
     Plan,
@@ -23,6 +23,7 @@ from reconciler.core.plan import (
     make_plan,
     mass_delete_refusal,
     recheck_saved,
+    state_digest,
 )
 from reconciler.core.plan_doc import plan_document
 from reconciler.errors import StalePlan, UnsafePlan
@@ -50,9 +51,9 @@ def require_schema(engine: Engine) -> None:
 def plan(engine: Engine, state: DesiredState) -> Plan:
     """The plan from the files' state to the database's, read without a lock."""
     migrate.require_current(engine)
-    with engine.connect() as conn:
+    with paused_gc(), engine.connect() as conn:
         observed = store.read_observed(conn)
-    return make_plan(desired_items(state), observed, state.digest)
+        return make_plan(desired_items(state), observed, state.digest)
 
 
 def apply(
@@ -73,10 +74,10 @@ def apply(
     # Before the lock: asking git can take seconds on a large repository.
     digest = saved.config_digest if saved is not None else state.digest if state else ""
     who = _who(digest, config_dir)
-    with store.apply_transaction(engine, lock_timeout) as conn:
+    with paused_gc(), store.apply_transaction(engine, lock_timeout) as conn:
         observed = store.read_observed(conn)
         if saved is not None:
-            current = make_plan([], observed, saved.config_digest).base_digest
+            current = state_digest(observed)
             if current != saved.base_digest:
                 raise StalePlan(
                     "the saved plan is stale: the database changed since it was made; "

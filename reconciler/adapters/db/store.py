@@ -6,7 +6,6 @@ advisory lock; SQLite: BEGIN IMMEDIATE). A change of k rows writes k rows, whate
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -315,7 +314,7 @@ def record_revision(
             updated=plan.count(Op.update),
             deleted=plan.count(Op.delete),
             adopted=plan.count(Op.adopt),
-            plan=json.loads(json.dumps(plan_document)),
+            plan=plan_document,
             summary=summary,
         )
     )
