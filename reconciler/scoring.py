@@ -2,8 +2,10 @@
 
 One code path for `reconciler score --once` and the daemon. Routes are resolved when a batch is
 claimed, from the database's current generation, so a route change applies to the next batch
-without a restart. At most `max_concurrency` calls run per provider. A job whose lease this
-worker no longer holds is never written, so every item ends with exactly one result.
+without a restart. At most `max_concurrency` calls run per provider. While a job is held (its
+call waiting for a slot or running) its lease is renewed every third of `lease_s`, so only a
+worker that died or stalled loses its jobs to another. A job whose lease this worker no longer
+holds is never written, so every item ends with exactly one result.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler import readiness
 from reconciler.adapters.db import queue_store as queue
@@ -88,6 +91,7 @@ class ScoringWorker:
 
     async def run(self, stop: asyncio.Event, servable: Callable[[], set[str]]) -> None:
         """Work the queue until `stop`; then release every lease still held."""
+        keeper = asyncio.create_task(self._keep_leases())
         try:
             while not stop.is_set():
                 claimed = await self._claim_batch(servable())
@@ -96,10 +100,11 @@ class ScoringWorker:
                 elif len(self._running) >= self.options.batch:
                     await asyncio.wait(set(self._running.values()), return_when="FIRST_COMPLETED")
         finally:
-            await self._wind_down()
+            await self._wind_down(keeper)
 
     async def drain(self, servable: set[str]) -> ScoreStats:
         """Work until no job of a servable task is queued, leased or waiting to retry."""
+        keeper = asyncio.create_task(self._keep_leases())
         try:
             while True:
                 claimed = await self._claim_batch(servable)
@@ -112,7 +117,7 @@ class ScoringWorker:
                         return self.stats
                     await asyncio.sleep(min(pending, 5.0))
         finally:
-            await self._wind_down()
+            await self._wind_down(keeper)
 
     def _pending(self, servable: set[str]) -> float | None:
         """Seconds until the next job of a servable task is due; None when there is none."""
@@ -133,10 +138,26 @@ class ScoringWorker:
             return 0
         snapshot = await asyncio.to_thread(self._snapshot)
         for job in jobs:
+            if job.id in self._running:
+                continue  # its lease lapsed and this worker took it again: the call still runs
             task = asyncio.create_task(self._work(job, snapshot))
             self._running[job.id] = task
             task.add_done_callback(self._forget(job.id))
         return len(jobs)
+
+    async def _keep_leases(self) -> None:
+        """Renew the leases of the jobs held, every third of `lease_s`, until cancelled."""
+        lease = timedelta(seconds=self.options.lease_s)
+        while True:
+            await asyncio.sleep(self.options.lease_s / 3)
+            held = list(self._running)
+            if not held:
+                continue
+            until = datetime.now(UTC) + lease
+            try:
+                await asyncio.to_thread(queue.renew, self.engine, self.owner, held, until)
+            except SQLAlchemyError as exc:  # the next round tries again; finish() checks
+                log.warning("could not renew %d lease(s): %s", len(held), type(exc).__name__)
 
     def _forget(self, job_id: int) -> Callable[[asyncio.Task[None]], None]:
         def forget(_task: asyncio.Task[None]) -> None:
@@ -272,7 +293,7 @@ class ScoringWorker:
         self._clients[provider] = (spec, client)
         return client
 
-    async def _wind_down(self) -> None:
+    async def _wind_down(self, keeper: asyncio.Task[None]) -> None:
         """Let calls in flight finish briefly, then cancel them and give their jobs back."""
         running = dict(self._running)
         if running:
@@ -289,6 +310,8 @@ class ScoringWorker:
             )
             if released:
                 log.info("gave %d leased job(s) back to the queue", released)
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
         for _, client in self._clients.values():
             await client.aclose()
         self._clients.clear()

@@ -14,6 +14,8 @@ import json
 import os
 import sys
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -24,6 +26,9 @@ OPENAI = "openai"
 INFERENCE_PATHS = frozenset({"/api/chat", "/api/generate", "/api/embed", "/v1/chat/completions"})
 _REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 500: "Internal Server Error"}
 _REASONS |= {503: "Service Unavailable", 429: "Too Many Requests", 302: "Found"}
+
+
+ChatHandler = Callable[["Behaviour", str, Any], tuple[Any, ...]]
 
 
 @dataclass
@@ -51,8 +56,9 @@ class Behaviour:
     report_capabilities: bool = True  # older Ollama servers do not report them
     has_ps: bool = True
     redirect_to: str | None = None
-    # (behaviour, path, request body) -> (status, body); for inference endpoints
-    chat: Callable[[Behaviour, str, Any], tuple[int, Any]] | None = None
+    # (behaviour, path, request body) -> (status, body) or (status, body, extra headers);
+    # for inference endpoints
+    chat: ChatHandler | None = None
 
 
 @dataclass
@@ -62,6 +68,7 @@ class Request:
     path: str
     headers: dict[str, str]
     body: Any
+    at: float = field(default_factory=time.monotonic)  # when the request was read
 
 
 class FakeServer:
@@ -71,6 +78,7 @@ class FakeServer:
         self.loop = asyncio.new_event_loop()
         self.behaviours: dict[str, Behaviour] = {}
         self.requests: list[Request] = []
+        self._never = asyncio.Event()  # what hanging requests wait for
         self._servers: dict[str, asyncio.Server] = {}
         self._ports: dict[str, int] = {}
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -135,7 +143,9 @@ class FakeServer:
         self.requests.append(Request(name, method, path, headers, body))
         behaviour = self.behaviours[name]
         if behaviour.hang:
-            await asyncio.Event().wait()
+            # Held by the server: a task waiting on an event nothing else holds could be
+            # collected once its client hangs up, and its socket reported as unclosed.
+            await self._never.wait()
         if behaviour.delay_s:
             await asyncio.sleep(behaviour.delay_s)
         status, payload, extra = self._answer(behaviour, method, path, headers, body)
@@ -157,8 +167,8 @@ class FakeServer:
         if path in INFERENCE_PATHS:
             if b.chat is None:
                 return 404, {"error": "no chat configured in this fake"}, {}
-            status, answer = b.chat(b, path, body)
-            return status, answer, {}
+            status, answer, *extra = b.chat(b, path, body)
+            return status, answer, (extra[0] if extra else {})
         if b.kind == OLLAMA:
             return (*_ollama(b, method, path, body), {})
         return (*_openai(b, path), {})
@@ -284,16 +294,63 @@ def ollama_not_found(model: str) -> dict[str, str]:
     return {"error": f"model '{model}' not found, try pulling it first"}
 
 
+def item_of(body: Any) -> str:
+    """The item a chat request is about: the content of its last message."""
+    messages = (body or {}).get("messages") or [{}]
+    return str(messages[-1].get("content", ""))
+
+
+def failing(status: int, error: Any = None, headers: dict[str, str] | None = None) -> ChatHandler:
+    """A chat handler answering every request with `status` (and `headers`)."""
+
+    def chat(b: Behaviour, path: str, body: Any) -> tuple[int, Any, dict[str, str]]:
+        return status, error or {"error": f"fake status {status}"}, dict(headers or {})
+
+    return chat
+
+
+def rate_limited_once(retry_after: str, then: ChatHandler) -> ChatHandler:
+    """429 with `Retry-After` on the first request about each item; `then` answers the rest."""
+    seen: set[str] = set()
+
+    def chat(b: Behaviour, path: str, body: Any) -> tuple[Any, ...]:
+        item = item_of(body)
+        if item not in seen:
+            seen.add(item)
+            return 429, {"error": "rate limited"}, {"retry-after": retry_after}
+        return then(b, path, body)
+
+    return chat
+
+
+class Calls:
+    """A chat handler that counts the requests about each item, then lets `then` answer."""
+
+    def __init__(self, then: ChatHandler) -> None:
+        self.then = then
+        self.per_item: Counter[str] = Counter()
+
+    def __call__(self, b: Behaviour, path: str, body: Any) -> tuple[Any, ...]:
+        self.per_item[item_of(body)] += 1
+        return self.then(b, path, body)
+
+
 def serve(argv: list[str]) -> None:
-    """`python -m tests.fakeprovider KIND COUNT HANGING`: fake providers in their own process.
+    """`python -m tests.fakeprovider KIND COUNT HANGING [CHAT_DELAY_S]`: fake providers in their
+    own process.
 
     Prints the base URLs as one JSON line, then serves until stdin closes. Benchmarks use it so
-    that the server does not share the measured process's interpreter lock.
+    that the server does not share the measured process's interpreter lock. With CHAT_DELAY_S,
+    every provider answers chat requests with a score after that many seconds.
     """
     kind, count, hanging = argv[0], int(argv[1]), int(argv[2])
+    chat = {"chat": answering(), "delay_s": float(argv[3])} if len(argv) > 3 else {}
     server = FakeServer()
     models = [FakeModel("llama3.1:8b", loaded=True)]
-    urls = [server.add(f"p{i}", kind=kind, models=models, hang=i < hanging) for i in range(count)]
+    urls = [
+        server.add(f"p{i}", kind=kind, models=models, hang=i < hanging, **chat)
+        for i in range(count)
+    ]
     print(json.dumps(urls), flush=True)
     sys.stdin.read()
     os._exit(0)  # connections may still be open; the process is done with all of them

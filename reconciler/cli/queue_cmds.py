@@ -26,7 +26,8 @@ from reconciler.cli.state_cmds import FormatOption, OutputFormat
 from reconciler.core.readiness import SERVABLE
 from reconciler.core.scoring import JobInput
 from reconciler.core.spec import NAME_HINT, NAME_PATTERN
-from reconciler.errors import ConfigInvalid, Problem, StateError
+from reconciler.errors import Problem, StateError
+from reconciler.render import problems_text
 from reconciler.scoring import ScoringWorker, percentile
 
 PROGRESS_FROM = 5_000  # lines; smaller files load too fast for a bar to help
@@ -42,21 +43,26 @@ def enqueue(
     if not re.fullmatch(NAME_PATTERN, task):
         raise StateError(f"task {task!r} is not a valid name: {NAME_HINT}")
     name = "<stdin>" if source == "-" else source
-    items = _read_items(name, sys.stdin if source == "-" else None)
+    items, repeated = _read_items(name, sys.stdin if source == "-" else None)
     settings = settings_of(ctx)
     with open_database(settings.database_url) as engine:
         migrate.require_current(engine)
         added, skipped = queue.enqueue(engine, task, items, datetime.now(UTC))
         with engine.connect() as conn:
             routed = task in queue.route_rows(conn)
-    out.print(f"{task}: {added} added, {skipped} skipped (already queued) from {name}.")
+    again = f", {repeated} repeated an id of an earlier line" if repeated else ""
+    out.print(
+        f"{task}: {added} added, {skipped + repeated} skipped "
+        f"({skipped} already queued{again}) from {name}."
+    )
     if not routed:
         err.print(f"warning: task {task} has no route yet; its jobs wait until it has one.")
     return 0
 
 
-def _read_items(name: str, stream: TextIO | None) -> list[tuple[str, dict[str, Any]]]:
-    """Every line as (id, payload); every bad line reported with its number, nothing added."""
+def _read_items(name: str, stream: TextIO | None) -> tuple[list[tuple[str, dict[str, Any]]], int]:
+    """Every line as (id, payload), and how many lines repeated an earlier line's id (the
+    first line with an id wins); every bad line reported with its number, nothing added."""
     try:
         lines = (stream.read() if stream else Path(name).read_text("utf-8")).splitlines()
     except OSError as exc:
@@ -64,6 +70,7 @@ def _read_items(name: str, stream: TextIO | None) -> list[tuple[str, dict[str, A
     except UnicodeDecodeError:
         raise StateError(f"{name} is not UTF-8 text") from None
     items: dict[str, dict[str, Any]] = {}
+    repeated = 0
     problems: list[Problem] = []
     progress = Progress(
         TextColumn("reading"), BarColumn(), MofNCompleteColumn(), console=err, transient=True
@@ -76,13 +83,16 @@ def _read_items(name: str, stream: TextIO | None) -> list[tuple[str, dict[str, A
             if not line.strip():
                 continue
             item = _item(name, number, line, problems)
-            if item is not None:
-                items.setdefault(item.id, item.payload())
+            if item is not None and item.id in items:
+                repeated += 1
+            elif item is not None:
+                items[item.id] = item.payload()
     if problems:
-        raise ConfigInvalid(problems)
+        err.print(problems_text(problems))
+        raise StateError(f"{len(problems)} bad line(s) in {name}; nothing was queued")
     if not items:
         raise StateError(f"{name} holds no items; write one JSON object per line")
-    return list(items.items())
+    return list(items.items()), repeated
 
 
 def _item(name: str, number: int, line: str, problems: list[Problem]) -> JobInput | None:

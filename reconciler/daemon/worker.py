@@ -77,6 +77,8 @@ class ReconcileWorker:
         self._failures = 0
         self._reported: str | None = None  # the content whose problem was last logged
         self._changed_at = 0.0  # when the files' content last changed (monotonic)
+        # What the files declared at the last apply: a deletion needs one of these to be gone.
+        self._applied_keys: set[tuple[str, str]] | None = None
         self._waiting: str | None = None  # the content whose deletions were last said to wait
         self.on_applied: Callable[[], None] = lambda: None
         self.cycles = 0
@@ -184,6 +186,9 @@ class ReconcileWorker:
         remaining = DELETE_SETTLE_S - (time.monotonic() - self._changed_at)
         if remaining <= 0:
             return None
+        declared = _declared(desired)
+        if self._applied_keys is not None and declared >= self._applied_keys:
+            return None  # nothing the files declared before is gone: no deletion to hold back
         plan = await asyncio.to_thread(reconcile.plan, self.engine, desired)
         deletes = plan.count(Op.delete)
         if not deletes:
@@ -221,6 +226,7 @@ class ReconcileWorker:
         else:
             self.metrics.runs.labels("unchanged").inc()
         self._done(digest, result.plan)
+        self._applied_keys = _declared(desired)
         return None
 
     async def _apply(self, desired: DesiredState) -> reconcile.ApplyResult | None:
@@ -315,6 +321,12 @@ class ReconcileWorker:
 
 
 _SIGN = {Op.create: "+", Op.update: "~", Op.delete: "-", Op.adopt: "±"}
+
+
+def _declared(desired: DesiredState) -> set[tuple[str, str]]:
+    return {("provider", name) for name in desired.providers} | {
+        ("route", task) for task in desired.routes
+    }
 
 
 def _digest(sources: list[tuple[str, bytes]] | None) -> str:

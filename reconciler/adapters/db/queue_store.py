@@ -1,4 +1,4 @@
-"""The scoring queue in the database: enqueue, claim under a lease, finish, release.
+"""The scoring queue in the database: enqueue, claim under a lease, renew, finish, release.
 
 A job's row also holds its one result, so an item can never have two. Claims use
 `FOR UPDATE SKIP LOCKED` on PostgreSQL and an immediate (write-locked) transaction on SQLite;
@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from reconciler.adapters.db.engine import is_sqlite
 from reconciler.adapters.db.tables import routes, scoring_jobs
@@ -34,23 +36,23 @@ class ClaimedJob:
 def enqueue(
     engine: Engine, task: str, items: Sequence[tuple[str, dict[str, Any]]], now: datetime
 ) -> tuple[int, int]:
-    """Add the items not yet queued for `task`; returns (added, skipped). One transaction."""
+    """Add the items not yet queued for `task`; returns (added, skipped). One transaction.
+
+    An item already there is skipped by the insert itself (`ON CONFLICT DO NOTHING`), so two
+    enqueues of the same items at once add each item once and neither fails.
+    """
+    insert = sqlite_insert if is_sqlite(engine) else postgresql_insert
     added = 0
     with _begin(engine) as conn:
         for start in range(0, len(items), _CHUNK):
-            chunk = items[start : start + _CHUNK]
-            ids = [item_id for item_id, _ in chunk]
-            existing = set(
-                conn.execute(
-                    select(scoring_jobs.c.item_id).where(
-                        scoring_jobs.c.task == task, scoring_jobs.c.item_id.in_(ids)
-                    )
-                ).scalars()
+            rows = [_new_row(task, i, p, now) for i, p in items[start : start + _CHUNK]]
+            statement = (
+                insert(scoring_jobs)
+                .values(rows)
+                .on_conflict_do_nothing(index_elements=["task", "item_id"])
+                .returning(scoring_jobs.c.id)
             )
-            fresh = [(i, p) for i, p in chunk if i not in existing]
-            if fresh:
-                conn.execute(insert(scoring_jobs), [_new_row(task, i, p, now) for i, p in fresh])
-            added += len(fresh)
+            added += len(conn.execute(statement).all())
     return added, len(items) - added
 
 
@@ -90,6 +92,11 @@ def claim(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+    # A read first: an idle worker polling an empty queue takes no write lock.
+    with engine.connect() as conn:
+        probe = select(scoring_jobs.c.id).where(scoring_jobs.c.task.in_(tasks), due).limit(1)
+        if conn.execute(probe).first() is None:
+            return []
     with _begin(engine) as conn:
         ids = list(conn.execute(pick).scalars())
         if not ids:
@@ -132,6 +139,24 @@ def finish(engine: Engine, job_id: int, owner: str, values: dict[str, Any]) -> b
             .values(**values, lease_owner=None, lease_expires_at=None)
         )
         return result.rowcount == 1
+
+
+def renew(engine: Engine, owner: str, job_ids: Iterable[int], until: datetime) -> int:
+    """Extend the leases this worker still holds on `job_ids` to `until`; returns how many."""
+    ids = list(job_ids)
+    if not ids:
+        return 0
+    with _begin(engine) as conn:
+        result = conn.execute(
+            update(scoring_jobs)
+            .where(
+                scoring_jobs.c.id.in_(ids),
+                scoring_jobs.c.lease_owner == owner,
+                scoring_jobs.c.status == LEASED,
+            )
+            .values(lease_expires_at=until)
+        )
+        return result.rowcount
 
 
 def release(engine: Engine, owner: str, job_ids: Iterable[int], now: datetime) -> int:
