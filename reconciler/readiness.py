@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import Engine
 
-from reconciler.adapters.db import migrate
+from reconciler.adapters.db import migrate, queue_store
 from reconciler.adapters.db import readiness_store as stored
 from reconciler.adapters.providers.probe import Prober, Target
 from reconciler.core.config import DesiredState
@@ -25,6 +25,7 @@ from reconciler.core.readiness import (
     RouteView,
     Status,
     Verdict,
+    no_route,
     targets_to_probe,
     verdicts,
 )
@@ -45,6 +46,8 @@ class Inputs:
     specs: Mapping[str, ProviderSpec]
     # Providers whose stored config cannot be used, with the reason why.
     unusable: Mapping[str, str]
+    # Tasks with jobs waiting in the scoring queue but no route.
+    unrouted: tuple[str, ...] = ()
 
     def targets(self) -> list[Target]:
         wanted = targets_to_probe(self.routes, self.providers)
@@ -62,6 +65,7 @@ def inputs_from_database(engine: Engine, registry: ProviderRegistry) -> Inputs:
         generation = stored.read_generation(conn)
         provider_rows = stored.read_provider_rows(conn)
         route_rows = stored.read_route_rows(conn)
+        waiting = queue_store.pending_tasks(conn)
     specs: dict[str, ProviderSpec] = {}
     unusable: dict[str, str] = {}
     views = []
@@ -89,7 +93,9 @@ def inputs_from_database(engine: Engine, registry: ProviderRegistry) -> Inputs:
         )
         for row in route_rows
     )
-    return Inputs(generation, route_views, tuple(views), specs, unusable)
+    routed = {route.task for route in route_views}
+    unrouted = tuple(sorted(task for task in waiting if task not in routed))
+    return Inputs(generation, route_views, tuple(views), specs, unusable, unrouted)
 
 
 def inputs_from_files(state: DesiredState, generation: int) -> Inputs:
@@ -141,7 +147,9 @@ async def probe(inputs: Inputs, prober: Prober) -> dict[str, ProbeReport]:
 
 
 def decide(inputs: Inputs, reports: Mapping[str, ProbeReport], now: datetime) -> list[Verdict]:
-    return verdicts(inputs.routes, inputs.providers, reports, inputs.generation, now)
+    found = verdicts(inputs.routes, inputs.providers, reports, inputs.generation, now)
+    found += [no_route(task, inputs.generation, now) for task in inputs.unrouted]
+    return sorted(found, key=lambda v: v.task)
 
 
 def save(engine: Engine, found: list[Verdict]) -> None:
@@ -199,7 +207,8 @@ def current(
             found += verdicts([route], inputs.providers, {}, inputs.generation, now)
         else:
             found.append(_never_checked(route, inputs.generation))
-    return found
+    found += [no_route(task, inputs.generation, now) for task in inputs.unrouted]
+    return sorted(found, key=lambda v: v.task)
 
 
 def _never_checked(route: RouteView, generation: int) -> Verdict:

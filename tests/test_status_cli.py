@@ -189,3 +189,16 @@ def test_status_as_a_process_never_shows_the_key_and_stores_no_secret(
         engine.dispose()
     assert rows
     assert SECRET not in repr(rows)
+
+
+def test_a_task_with_queued_jobs_but_no_route_is_shown_as_no_route(
+    setup: Callable[..., Result], tmp_path: Path
+) -> None:
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"id": "1", "text": "tag me"}\n', encoding="utf-8")
+    assert setup("enqueue", "tagging", str(items)).code == 0
+    for args in (("status",), ("status", "--probe")):
+        result = setup(*args, "--format", "json")
+        tagging = next(t for t in json.loads(result.stdout)["tasks"] if t["task"] == "tagging")
+        assert (tagging["status"], tagging["reason"]) == ("not_ready", "no_route")
+        assert "add a route for tagging" in tagging["remedy"]
