@@ -35,7 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,10 +43,9 @@ from typing import Any
 
 import httpx
 import psycopg
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 
+from bench.databases import bench_database, postgres_unreachable
 from bench.generate import write_config
 from bench.harness import Options, Report, Timing, measure, progress
 from reconciler import reconcile
@@ -79,9 +77,6 @@ QUIET_CPU_S = 0.01  # at most one clock tick in the window
 QUIET_TIMEOUT_S = 120.0
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config"
-POSTGRES_URL = os.environ.get(
-    "RECONCILER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 _TASK = re.compile(r"^  ([^\s:#]+):$", re.MULTILINE)
 _SUFFIX = re.compile(r"-e\d+$")
 
@@ -259,7 +254,7 @@ def run(options: Options) -> Report:
         case = f"{NAME}/{engine_name}/{routes}x{files}"
         if not options.selected(case):
             continue
-        unreachable = _postgres_unreachable() if engine_name == "postgresql" else None
+        unreachable = postgres_unreachable() if engine_name == "postgresql" else None
         if unreachable:
             progress(f"{case}: skipped, {unreachable}")
             report.notes.append(f"{case}: skipped, {unreachable}")
@@ -285,7 +280,7 @@ def _latency_row(
         tmp = Path(tmp_name)
         config = tmp / "config"
         route_files = RouteFiles(write_config(config, routes, files)[1:])
-        with _database(engine_name, tmp) as url:
+        with bench_database(engine_name, tmp, "state.db") as url:
             raw = RawDatabase(url)
             try:
                 latencies, cpu = _edits(url, config, route_files, raw, edits, tmp)
@@ -424,33 +419,3 @@ def _notes(rows: list[Any]) -> list[str]:
                 f"p99 x {p99 / STRETCH_MS[1]:.2f}"
             )
     return notes
-
-
-def _postgres_unreachable() -> str | None:
-    engine = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except OperationalError as exc:
-        return f"{POSTGRES_URL} is unreachable ({str(exc.orig).strip()[:120]})"
-    finally:
-        engine.dispose()
-    return None
-
-
-@contextmanager
-def _database(engine_name: str, tmp: Path) -> Iterator[str]:
-    """A database URL of this benchmark's own: a SQLite file, or a PostgreSQL database."""
-    if engine_name == "sqlite":
-        yield f"sqlite:///{tmp / 'state.db'}"
-        return
-    name = f"reconciler_bench_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,10 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine
 
+from bench.databases import bench_database, postgres_unreachable
 from bench.harness import Options, Report, measure, progress, rate, seconds
 from reconciler import reconcile
 from reconciler.adapters.db import migrate
@@ -46,9 +43,6 @@ from reconciler.scoring import ScoringWorker
 NAME = "scoring"
 ROOT = Path(__file__).resolve().parent.parent
 ENGINES = ("sqlite", "postgresql")
-POSTGRES_URL = os.environ.get(
-    "RECONCILER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 LATENCY_S = 0.05
 QUICK_BUDGET_S = 1.0
 HEADERS = (
@@ -106,7 +100,7 @@ def run(options: Options) -> Report:
         wanted = [c for c in cases(engine_name, options.quick) if options.selected(c.name)]
         if not wanted:
             continue
-        unreachable = _postgres_unreachable() if engine_name == "postgresql" else None
+        unreachable = postgres_unreachable() if engine_name == "postgresql" else None
         if unreachable:
             progress(f"{NAME}/postgresql: skipped, {unreachable}")
             report.notes.append(f"postgresql: skipped, {unreachable}")
@@ -121,7 +115,7 @@ def _engine_rows(engine_name: str, wanted: list[Case], options: Options) -> list
     rows = []
     with (
         tempfile.TemporaryDirectory(prefix="reconciler-bench-") as tmp,
-        _database(engine_name, Path(tmp)) as url,
+        bench_database(engine_name, Path(tmp), "scoring.db") as url,
     ):
         engine = make_engine(url)
         try:
@@ -239,33 +233,3 @@ routes:
         if set(codes) != {200}:
             raise AssertionError(f"{case.name}: the floor got {sorted(set(codes))}")
         return len(codes)
-
-
-def _postgres_unreachable() -> str | None:
-    engine = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except OperationalError as exc:
-        return f"{POSTGRES_URL} is unreachable ({str(exc.orig).strip()[:120]})"
-    finally:
-        engine.dispose()
-    return None
-
-
-@contextmanager
-def _database(engine_name: str, tmp: Path) -> Iterator[str]:
-    """A database URL of this benchmark's own: a SQLite file, or a PostgreSQL database."""
-    if engine_name == "sqlite":
-        yield f"sqlite:///{tmp / 'scoring.db'}"
-        return
-    name = f"reconciler_bench_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()

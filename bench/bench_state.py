@@ -29,7 +29,6 @@ import sqlite3
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,10 +38,10 @@ from typing import Any
 
 import psycopg
 import yaml
-from sqlalchemy import JSON, Column, Engine, event, text
+from sqlalchemy import JSON, Column, Engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 
+from bench.databases import bench_database, postgres_unreachable
 from bench.generate import write_config
 from bench.harness import Options, Report, Timing, measure, progress, rate, seconds
 from reconciler import reconcile
@@ -63,9 +62,6 @@ ENGINES = ("sqlite", "postgresql")
 ROUTES_PER_FILE = 1_000
 BOOKKEEPING_ROWS = 2  # per apply that changes something: the generation UPDATE, the revision
 MODEL_SUFFIX = "-next"
-POSTGRES_URL = os.environ.get(
-    "RECONCILER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 _WRITES = ("INSERT", "UPDATE", "DELETE")
 # What `apply` writes to a changed route: every column but the key, the id and the creation time.
 _ROUTE_COLUMNS = tuple(
@@ -245,7 +241,7 @@ def run(options: Options) -> Report:
         wanted = [n for n in sizes if any(map(options.selected, _case_names(engine_name, n)))]
         if not wanted:
             continue
-        unreachable = _postgres_unreachable() if engine_name == "postgresql" else None
+        unreachable = postgres_unreachable() if engine_name == "postgresql" else None
         if unreachable:
             progress(f"{NAME}/postgresql: skipped, {unreachable}")
             report.notes.append(f"postgresql: skipped, {unreachable}")
@@ -262,7 +258,7 @@ def _run_size(engine_name: str, routes: int, options: Options, report: Report) -
     started = time.perf_counter()
     with (
         tempfile.TemporaryDirectory(prefix="reconciler-bench-") as tmp,
-        _database(engine_name, Path(tmp)) as url,
+        bench_database(engine_name, Path(tmp), "state.db") as url,
         _bed(url, routes, Path(tmp)) as bed,
     ):
         first = _initial_apply(bed)
@@ -296,18 +292,6 @@ def _change_counts(routes: int) -> list[int]:
     return sorted(k for k in counts if 1 <= k <= routes)
 
 
-def _postgres_unreachable() -> str | None:
-    engine = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except OperationalError as exc:
-        return f"{POSTGRES_URL} is unreachable ({str(exc.orig).strip()[:120]})"
-    finally:
-        engine.dispose()
-    return None
-
-
 @contextmanager
 def _pinned_migrations() -> Iterator[None]:
     """Use a copy of migrations/ for the whole run: `apply` checks the schema against the newest
@@ -324,24 +308,6 @@ def _pinned_migrations() -> Iterator[None]:
                 os.environ.pop(migrate.MIGRATIONS_ENV, None)
             else:
                 os.environ[migrate.MIGRATIONS_ENV] = previous
-
-
-@contextmanager
-def _database(engine_name: str, tmp: Path) -> Iterator[str]:
-    """A database URL of this benchmark's own: a SQLite file, or a PostgreSQL database."""
-    if engine_name == "sqlite":
-        yield f"sqlite:///{tmp / 'state.db'}"
-        return
-    name = f"reconciler_bench_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @contextmanager

@@ -8,12 +8,13 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 
 import yaml
+
+from reconciler.core.config import paused_gc as gc_paused
 
 
 @dataclass(frozen=True)
@@ -70,17 +71,6 @@ def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
     parts = [cells[0].ljust(widths[0])]
     parts += [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)]
     return "  ".join(parts).rstrip()
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def measure(
