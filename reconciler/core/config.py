@@ -45,6 +45,13 @@ class DeclaredProvider:
     name: str
     spec: ProviderSpec
     source: Source
+    _dump: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def dumped(self) -> dict[str, Any]:
+        """The spec as JSON data, computed once: the loader reuses objects of unchanged files."""
+        if not self._dump:
+            self._dump.update(self.spec.model_dump(mode="json"))
+        return self._dump
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +59,13 @@ class DeclaredRoute:
     task: str
     spec: RouteSpec
     source: Source
+    _dump: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def dumped(self) -> dict[str, Any]:
+        """The spec as JSON data, computed once: the loader reuses objects of unchanged files."""
+        if not self._dump:
+            self._dump.update(self.spec.model_dump(mode="json"))
+        return self._dump
 
 
 @dataclass(frozen=True, slots=True)

@@ -123,7 +123,7 @@ def desired_items(state: DesiredState) -> list[Desired]:
     """The essences of everything the files declare."""
     items = []
     for name, provider in state.providers.items():
-        config = provider.spec.model_dump(mode="json")
+        config = dict(provider.dumped())  # a copy: the cached dump is shared
         head = {k: config.pop(k) for k in ("type", "enabled", "protect")}
         items.append(
             Desired(
@@ -139,7 +139,7 @@ def desired_items(state: DesiredState) -> list[Desired]:
             Desired(
                 Kind.route,
                 task,
-                route_essence(route.spec.model_dump(mode="json")),
+                route_essence(route.dumped()),
                 route.source.file,
                 route.source.line,
             )

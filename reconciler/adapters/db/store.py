@@ -38,6 +38,8 @@ from reconciler.errors import LockTimeout
 APPLY_LOCK_KEY = 0x7265636F6E63696C  # "reconcil", the advisory lock every apply takes
 _LOCK_POLL_S = 0.05
 _CHUNK = 500
+# Only what the essences need: timestamps and provenance cost a parse per row to read.
+_PROVIDER_COLUMNS = ("name", "type", "enabled", "protect", "config", "managed_by", "spec_hash")
 _ROUTE_FIELDS = (
     "provider",
     "model",
@@ -76,17 +78,18 @@ def read_observed(conn: Connection) -> list[Observed]:
             row.managed_by,
             row.spec_hash,
         )
-        for row in conn.execute(select(providers))
+        for row in conn.execute(select(*(providers.c[n] for n in _PROVIDER_COLUMNS)))
     ]
+    columns = [routes.c[n] for n in ("task", *_ROUTE_FIELDS, "managed_by", "spec_hash")]
     observed += [
         Observed(
             Kind.route,
-            row.task,
-            route_essence({name: getattr(row, name) for name in _ROUTE_FIELDS}),
-            row.managed_by,
-            row.spec_hash,
+            row[0],
+            route_essence(dict(zip(_ROUTE_FIELDS, row[1:-2], strict=True))),
+            row[-2],
+            row[-1],
         )
-        for row in conn.execute(select(routes))
+        for row in conn.execute(select(*columns))
     ]
     return observed
 
