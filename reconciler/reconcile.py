@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import ValidationError
 from sqlalchemy import Engine
 
 from reconciler.adapters.db import migrate, store
 from reconciler.adapters.files import load_sources
 from reconciler.core.config import ConfigLoader, DesiredState, paused_gc
 from reconciler.core.plan import (
+    Kind,
     Op,
     Plan,
     desired_items,
@@ -26,7 +28,9 @@ from reconciler.core.plan import (
     state_digest,
 )
 from reconciler.core.plan_doc import plan_document
-from reconciler.errors import StalePlan, UnsafePlan
+from reconciler.core.registry import ProviderRegistry
+from reconciler.core.spec import RouteSpec
+from reconciler.errors import StalePlan, StateError, UnsafePlan
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,7 @@ def apply(
     allow_mass_delete: bool = False,
     lock_timeout: float = 30.0,
     config_dir: Path | None = None,
+    registry: ProviderRegistry | None = None,
 ) -> ApplyResult:
     """Apply the files' state (or exactly a saved plan) in one locked transaction.
 
@@ -71,6 +76,8 @@ def apply(
     made against another state, and plans that the guards refuse.
     """
     migrate.require_current(engine)
+    if saved is not None:
+        check_saved_content(saved, registry or ProviderRegistry())
     # Before the lock: asking git can take seconds on a large repository.
     digest = saved.config_digest if saved is not None else state.digest if state else ""
     who = _who(digest, config_dir)
@@ -103,6 +110,35 @@ def apply(
             now,
         )
     return ApplyResult(the_plan, generation, applied=True)
+
+
+def check_saved_content(saved: Plan, registry: ProviderRegistry) -> None:
+    """Every row a saved plan would write must be a valid spec: the file may have been edited.
+
+    The same models as the config files: types, the URL policy, secrets only as references.
+    """
+    for action in saved.actions:
+        if action.op is Op.delete or action.essence is None:
+            continue
+        essence = action.essence
+        try:
+            if action.kind is Kind.route:
+                RouteSpec.model_validate(essence)
+            else:
+                provider_type = registry.get(str(essence.get("type")))
+                if provider_type is None:
+                    raise StateError(
+                        f"the saved plan's provider {action.key!r} has an unknown type; "
+                        "make the plan again with `reconciler plan --out FILE`"
+                    )
+                head = {k: essence.get(k) for k in ("type", "enabled", "protect")}
+                provider_type.config_model.model_validate({**essence.get("config", {}), **head})
+        except (ValidationError, AttributeError, TypeError):
+            raise StateError(
+                f"the saved plan's {action.kind.value} {action.key!r} is not a valid spec "
+                "(the file was edited or damaged); make the plan again with "
+                "`reconciler plan --out FILE`"
+            ) from None
 
 
 def _check_guards(the_plan: Plan, managed: int, allow_mass_delete: bool) -> None:

@@ -86,6 +86,7 @@ class ScoringWorker:
         self.stats = ScoreStats()
         self._on_finished = on_finished or (lambda result, latency: None)
         self._clients: dict[str, tuple[ProviderSpec, httpx.AsyncClient]] = {}
+        self._retired: list[httpx.AsyncClient] = []
         self._slots: dict[str, tuple[int, asyncio.Semaphore]] = {}
         self._running: dict[int, asyncio.Task[None]] = {}
 
@@ -172,6 +173,22 @@ class ScoringWorker:
         return _Snapshot(inputs.generation, routes, inputs.specs)
 
     async def _work(self, job: queue.ClaimedJob, snapshot: _Snapshot) -> None:
+        """Score one job; whatever goes wrong ends in a retry or a dead job, never a lost one."""
+        try:
+            await self._attempt(job, snapshot)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug or an unforeseen failure must not strand the lease
+            log.exception("job %s/%s failed unexpectedly", job.task, job.item_id)
+            await self._finish(job, self._retry_values(job, f"internal error: {exc!r}", None))
+
+    async def _attempt(self, job: queue.ClaimedJob, snapshot: _Snapshot) -> None:
+        if job.attempts > self.options.max_attempts:  # leases expired again and again
+            now = datetime.now(UTC)
+            error = f"gave up after {job.attempts - 1} attempt(s) whose leases expired"
+            dead = {"status": queue.DEAD, "error": error, "finished_at": now, "updated_at": now}
+            await self._finish(job, dead)
+            return
         route = snapshot.routes.get(job.task)
         if route is None or not route["enabled"]:
             await self._finish(job, self._retry_values(job, "the task has no enabled route", None))
@@ -287,8 +304,8 @@ class ScoringWorker:
         held = self._clients.get(provider)
         if held is not None and held[0] == spec:
             return held[1]
-        if held is not None:
-            await held[1].aclose()
+        if held is not None:  # calls in flight may still use it: close it at wind-down
+            self._retired.append(held[1])
         client = make_client(spec.endpoint, max_connections=spec.max_concurrency)
         self._clients[provider] = (spec, client)
         return client
@@ -312,9 +329,10 @@ class ScoringWorker:
                 log.info("gave %d leased job(s) back to the queue", released)
         keeper.cancel()
         await asyncio.gather(keeper, return_exceptions=True)
-        for _, client in self._clients.values():
+        for client in [*(c for _, c in self._clients.values()), *self._retired]:
             await client.aclose()
         self._clients.clear()
+        self._retired.clear()
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

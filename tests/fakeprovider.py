@@ -10,6 +10,7 @@ It runs its own event loop in a background thread, so synchronous tests and code
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import os
 import sys
@@ -53,6 +54,7 @@ class Behaviour:
     hang: bool = False  # read the request, never answer
     huge: bool = False  # a 10 MB body
     not_json: bool = False  # a body that is not JSON
+    gzip: bool = False  # compress bodies, as servers behind a CDN or nginx do
     report_capabilities: bool = True  # older Ollama servers do not report them
     has_ps: bool = True
     redirect_to: str | None = None
@@ -187,6 +189,9 @@ class FakeServer:
             data = b"<html>this is not the API you are looking for</html>"
         else:
             data = json.dumps(payload).encode()
+        if b.gzip:
+            data = gzip.compress(data)
+            extra = {**extra, "content-encoding": "gzip"}
         head = f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\n"
         head += "content-type: application/json\r\n"
         head += f"content-length: {len(data)}\r\n"

@@ -91,3 +91,25 @@ def test_an_invalid_edit_keeps_the_last_good_config_and_is_logged_once(
     (directory / "routes.yaml").write_text(routes_file("llama3.1:8b"), "utf-8")
     daemon.wait_for(lambda: daemon.status()["error"] is None, what="the error to clear")
     assert daemon.stop() == 0
+
+
+def test_a_dangling_symlink_is_reported_and_the_daemon_keeps_running(
+    start_daemon: Callable[..., Daemon],
+    write_config: Callable[..., Path],
+    fake: FakeServer,
+    sqlite_url: str,
+) -> None:
+    url = fake.add("local", models=[FakeModel("llama3.1:8b")])
+    directory = write_config({"providers.yaml": provider_file(url), "routes.yaml": routes_file()})
+    daemon = start_daemon(sqlite_url, directory)
+    daemon.wait_generation(1)
+    (directory / "zz.yaml").symlink_to(directory / "nowhere.yaml")
+    daemon.wait_for(lambda: daemon.status()["error"] is not None, what="the error to show")
+    error = daemon.status()["error"]
+    assert error["kind"] == "invalid"
+    assert any(p["file"].endswith("zz.yaml") for p in error["problems"])
+    assert daemon.get("/healthz").status_code == 200
+    (directory / "zz.yaml").unlink()
+    daemon.wait_for(lambda: daemon.status()["error"] is None, what="the error to clear")
+    assert daemon.stop() == 0
+    assert "Traceback" not in daemon.log()

@@ -232,3 +232,21 @@ def test_a_steady_prober_reads_only_tags_and_ps_and_relearns_after_a_failure(
     paths = fake.paths("local")
     assert paths.count("/api/show") == 2  # first round and after the failure, not the second
     assert paths.count("/api/version") == 2  # the same: the broken round failed on /api/tags
+
+
+def test_a_server_that_compresses_its_answers_is_understood(fake: FakeServer) -> None:
+    url = fake.add("cdn", kind=OPENAI, models=[FakeModel("gpt-4o-mini")], gzip=True)
+    report = probe(target("cdn", spec(url, "openai_compatible"), "gpt-4o-mini"))["cdn"]
+    assert report.ok, report.detail
+    assert report.models == {"gpt-4o-mini"}
+
+
+def test_a_key_that_cannot_be_a_header_is_reported_by_name_never_raised(fake: FakeServer) -> None:
+    url = fake.add("cloud", kind=OPENAI, models=[FakeModel("m")], api_key="x")
+    provider = spec(url, "openai_compatible", endpoint={"api_key": {"env": "CLOUD_KEY"}})
+    for bad in ("sk-caf\u00e9", "sk-a\r\nX-Injected: 1"):
+        report = probe(target("cloud", provider, "m"), env={"CLOUD_KEY": bad})["cloud"]
+        assert report.reason is Reason.secret_missing
+        assert "CLOUD_KEY holds characters an HTTP header cannot carry" in report.detail
+        assert bad not in report.detail
+    assert fake.paths("cloud") == []

@@ -267,6 +267,18 @@ def test_a_malformed_answer_is_retried_then_the_job_is_dead_with_its_error(
     assert "dead: scoring/item-00 after 2 attempt(s): local/llama3.1:8b: " in shown.stdout
 
 
+def test_an_answer_whose_body_is_not_json_ends_dead_never_stuck_leased(bed: Bed) -> None:
+    for name in ("local", "cloud"):
+        bed.fake.behaviours[name].chat = answering()
+        bed.fake.behaviours[name].not_json = True
+    bed.enqueue("scoring", items(2))
+    stats = bed.drain("scoring")
+    assert (stats.done, stats.dead) == (0, 2)
+    for row in bed.rows().values():
+        assert (row["status"], row["lease_owner"]) == ("dead", None)
+        assert "local/llama3.1:8b: /api/chat is not JSON" in row["error"]
+
+
 def test_a_429_with_retry_after_delays_the_next_attempt_by_that_long(bed: Bed) -> None:
     calls = Calls(rate_limited_once("1", answering()))
     bed.fake.behaviours["local"].chat = calls

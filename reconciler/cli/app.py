@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from reconciler import logs
+from reconciler.errors import StateError
 from reconciler.settings import LogFormat, Settings
 
 app = typer.Typer(
@@ -51,7 +53,12 @@ def root(
         "log_format": log_format,
         "verbose": verbose or None,
     }
-    settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    try:
+        settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        name = f"RECONCILER_{str(first['loc'][0]).upper()}" if first["loc"] else "a setting"
+        raise StateError(f"{name}: {first['msg']}") from None
     logs.configure(settings.log_format, settings.verbose)
     ctx.obj = Context(settings=settings)
 

@@ -115,7 +115,8 @@ def apply(
         bool, typer.Option("--allow-mass-delete", help="Allow deleting most managed rows.")
     ] = False,
     lock_timeout: Annotated[
-        float, typer.Option("--lock-timeout", min=0, help="Seconds to wait for the lock.")
+        float,
+        typer.Option("--lock-timeout", min=0, max=86400, help="Seconds to wait for the lock."),
     ] = 30.0,
     output: FormatOption = OutputFormat.text,
 ) -> int:
@@ -131,6 +132,7 @@ def apply(
             allow_mass_delete=allow_mass_delete,
             lock_timeout=lock_timeout,
             config_dir=settings.config_dir,
+            registry=load_registry(),
         )
     if output is OutputFormat.json:
         document = {

@@ -45,13 +45,15 @@ class DeclaredProvider:
     name: str
     spec: ProviderSpec
     source: Source
-    _dump: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # Values derived from the spec, computed once: the loader reuses objects of unchanged files.
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def dumped(self) -> dict[str, Any]:
-        """The spec as JSON data, computed once: the loader reuses objects of unchanged files."""
-        if not self._dump:
-            self._dump.update(self.spec.model_dump(mode="json"))
-        return self._dump
+        """The spec as JSON data."""
+        if "dump" not in self.memo:
+            self.memo["dump"] = self.spec.model_dump(mode="json")
+        dump: dict[str, Any] = self.memo["dump"]
+        return dump
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +61,15 @@ class DeclaredRoute:
     task: str
     spec: RouteSpec
     source: Source
-    _dump: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # Values derived from the spec, computed once: the loader reuses objects of unchanged files.
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def dumped(self) -> dict[str, Any]:
-        """The spec as JSON data, computed once: the loader reuses objects of unchanged files."""
-        if not self._dump:
-            self._dump.update(self.spec.model_dump(mode="json"))
-        return self._dump
+        """The spec as JSON data."""
+        if "dump" not in self.memo:
+            self.memo["dump"] = self.spec.model_dump(mode="json")
+        dump: dict[str, Any] = self.memo["dump"]
+        return dump
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ class Desired:
     essence: Essence
     source_file: str | None = None
     source_line: int | None = None
+    canonical: str | None = None  # the essence as canonical JSON, when already known
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,28 +124,43 @@ def desired_items(state: DesiredState) -> list[Desired]:
     """The essences of everything the files declare."""
     items = []
     for name, provider in state.providers.items():
-        config = dict(provider.dumped())  # a copy: the cached dump is shared
-        head = {k: config.pop(k) for k in ("type", "enabled", "protect")}
+        essence = provider.memo.get("essence")
+        if essence is None:
+            config = dict(provider.dumped())  # a copy: the dump is shared
+            head = {k: config.pop(k) for k in ("type", "enabled", "protect")}
+            essence = provider.memo["essence"] = {**head, "config": config}
         items.append(
             Desired(
                 Kind.provider,
                 name,
-                {**head, "config": config},
+                essence,
                 provider.source.file,
                 provider.source.line,
+                _memo_canonical(provider.memo, essence),
             )
         )
     for task, route in state.routes.items():
+        essence = route.memo.get("essence")
+        if essence is None:
+            essence = route.memo["essence"] = route_essence(route.dumped())
         items.append(
             Desired(
                 Kind.route,
                 task,
-                route_essence(route.dumped()),
+                essence,
                 route.source.file,
                 route.source.line,
+                _memo_canonical(route.memo, essence),
             )
         )
     return items
+
+
+def _memo_canonical(memo: dict[str, Any], essence: Essence) -> str:
+    canonical: str | None = memo.get("canonical")
+    if canonical is None:
+        canonical = memo["canonical"] = _canonical(essence)
+    return canonical
 
 
 def state_digest(observed: Iterable[Observed]) -> str:
@@ -195,14 +211,26 @@ def make_plan(desired: Iterable[Desired], observed: Iterable[Observed], config_d
 def _compare(want: Desired, current: Observed | None) -> Action | None:
     if current is None:
         return _action(Op.create, want, ())
-    # Most rows are unchanged: one dict comparison in C, not a walk field by field.
-    same = current.essence == want.essence
+    # Most rows are unchanged: compare whole essences in C before walking them field by field.
+    # `==` alone says 1 == True == 1.0, so equal essences are also compared as JSON text.
+    same = current.essence == want.essence and _canonical(current.essence) == (
+        want.canonical or _canonical(want.essence)
+    )
     changes = () if same else tuple(diff(current.essence, want.essence))
     if not current.managed:
         return _action(Op.adopt, want, changes)
     if not changes:
         return None
     return _action(Op.update, want, changes, drift=current.drifted)
+
+
+def _canonical(essence: Essence) -> str:
+    return json.dumps(essence, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _as_json(value: Any) -> Any:
+    """Lists as JSON text, so that [1] and [true] differ; anything else as it is."""
+    return json.dumps(value, sort_keys=True) if isinstance(value, list) else value
 
 
 def _action(op: Op, want: Desired, changes: tuple[FieldChange, ...], drift: bool = False) -> Action:
@@ -239,7 +267,7 @@ def diff(old: Any, new: Any, prefix: str = "") -> Iterable[FieldChange]:
         for key in sorted(old.keys() | new.keys()):
             path = f"{prefix}.{key}" if prefix else key
             yield from diff(old.get(key), new.get(key), path)
-    elif old != new or type(old) is not type(new):
+    elif old != new or type(old) is not type(new) or _as_json(old) != _as_json(new):
         yield FieldChange(prefix, old, new)
 
 

@@ -233,6 +233,11 @@ def provider_remedy(reason: Reason, provider: ProviderView, detail: str) -> str:
             return f"see the logs of the server at {url}"
         case Reason.loading:
             return f"wait: {name} is loading a model"
+        case Reason.bad_response if not url:  # the stored row itself cannot be used
+            return (
+                f"install the package that provides provider type {provider.type!r}, or run "
+                "`reconciler apply` to rewrite the row"
+            )
         case Reason.bad_response:
             return f"check that {url} is a {provider.type} server and the base_url path is right"
         case _:

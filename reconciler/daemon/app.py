@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler.adapters.db import migrate, queue_store
 from reconciler.adapters.db.leader import Leadership, leadership_for
@@ -37,7 +37,7 @@ from reconciler.daemon.readiness_loop import ReadinessLoop
 from reconciler.daemon.state import DaemonState
 from reconciler.daemon.web import create_app, make_server
 from reconciler.daemon.worker import ReconcileWorker, WorkerOptions
-from reconciler.errors import TemporaryError
+from reconciler.errors import ReconcilerError
 from reconciler.scoring import ScoringWorker
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ class Daemon:
         while not self.stop.is_set():
             try:
                 await self.scorer.run(self.stop, self._servable)
-            except (DBAPIError, TemporaryError) as exc:
+            except (SQLAlchemyError, ReconcilerError) as exc:  # the schema changed, too
                 reason = str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"]
                 log.warning("scoring paused: %s; retrying in %gs", reason[0], SCORING_RETRY_S)
                 with suppress(TimeoutError):
@@ -219,7 +219,7 @@ class Daemon:
         while not self.stop.is_set():
             try:
                 counted = await asyncio.to_thread(_queue_counts, self.engine)
-            except DBAPIError:
+            except (SQLAlchemyError, ReconcilerError):
                 counted = None
             if counted is not None:
                 self.metrics.queue_depth.clear()

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler import readiness
 from reconciler.adapters.providers.probe import Prober
@@ -53,8 +53,10 @@ class ReadinessLoop:
                 self._wake.clear()
                 try:
                     await _unless_stopped(self.round(prober), stop)
-                except (ReconcilerError, DBAPIError) as exc:
+                except (ReconcilerError, SQLAlchemyError) as exc:
                     log.warning("readiness check skipped: %s", str(exc).splitlines()[0])
+                except Exception:  # a bug in one round must not end readiness for good
+                    log.exception("readiness check failed; trying again next round")
                 waiter = asyncio.ensure_future(self._wake.wait())
                 stopper = asyncio.ensure_future(stop.wait())
                 await asyncio.wait(

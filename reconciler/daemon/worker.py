@@ -39,6 +39,9 @@ from reconciler.render import problems_text
 
 log = logging.getLogger(__name__)
 
+# The files as read: their bytes, None when they are gone, or why one cannot be read.
+Sources = list[tuple[str, bytes]] | ConfigInvalid | None
+
 QUIET_S = 0.05  # no event and the same content for this long: the files have settled
 DELETE_SETTLE_S = 1.0  # deletions wait until the files have been unchanged this long
 MAX_SETTLE_ROUNDS = 40
@@ -111,7 +114,7 @@ class ReconcileWorker:
             except TimeoutError:
                 self.poke(resync=True)
 
-    async def _settled(self, stop: asyncio.Event) -> list[tuple[str, bytes]] | None:
+    async def _settled(self, stop: asyncio.Event) -> Sources:
         """The directory's files once no event came and nothing changed for QUIET_S."""
         self._wake.clear()
         sources = await asyncio.to_thread(self.read_sources)
@@ -132,22 +135,26 @@ class ReconcileWorker:
             previous = digest
         return sources  # still changing after many rounds: go with the latest read
 
-    def read_sources(self) -> list[tuple[str, bytes]] | None:
-        """The config files, or None when the directory or every file is gone."""
+    def read_sources(self) -> Sources:
+        """The config files; None when the directory or every file is gone; the problem when
+        a file cannot be read (a dangling symlink, a file removed during the scan)."""
         try:
             return load_sources([self.config_dir])
         except ConfigInvalid as exc:
             if all(p.code in ("not_found", "no_files") for p in exc.problems):
                 return None
-            raise
+            return exc
 
-    async def cycle(self, sources: list[tuple[str, bytes]] | None, resync: bool) -> float | None:
+    async def cycle(self, sources: Sources, resync: bool) -> float | None:
         """One reconcile; returns a delay after which to retry, or None."""
         started = time.perf_counter()
         try:
             if sources is None:
                 self._report("source_missing", _missing_message(self.config_dir), "missing")
                 return None
+            if isinstance(sources, ConfigInvalid):
+                self.state.config_digest = _digest(sources)
+                raise sources
             digest = _digest(sources)
             if digest != self.state.config_digest:
                 self._changed_at = time.monotonic()
@@ -329,9 +336,12 @@ def _declared(desired: DesiredState) -> set[tuple[str, str]]:
     }
 
 
-def _digest(sources: list[tuple[str, bytes]] | None) -> str:
+def _digest(sources: Sources) -> str:
     if sources is None:
         return "missing"
+    if isinstance(sources, ConfigInvalid):
+        text = "\n".join(f"{p.file}:{p.code}:{p.message}" for p in sources.problems)
+        return "unreadable:" + hashlib.sha256(text.encode()).hexdigest()
     digest = hashlib.sha256()
     for name, data in sources:
         digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())

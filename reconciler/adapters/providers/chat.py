@@ -84,7 +84,10 @@ async def chat(
     except ProbeFailure as exc:
         raise CallFailure(exc.detail, transient=True) from None
     _check(answer.status, answer.body, answer.retry_after)
-    document = answer.json(f"/{path}")
+    try:
+        document = answer.json(f"/{path}")
+    except ProbeFailure as exc:
+        raise CallFailure(exc.detail, transient=True) from None
     latency = (time.perf_counter() - started) * 1000
     if isinstance(spec, OllamaProvider):
         return _ollama_answer(document, latency)

@@ -61,6 +61,13 @@ def resolve_headers(endpoint: Endpoint, env: Mapping[str, str]) -> dict[str, str
     missing = [ref.env for ref in endpoint.secret_refs() if not env.get(ref.env)]
     if missing:
         raise MissingSecret(sorted(set(missing)))
+    unusable = [ref.env for ref in endpoint.secret_refs() if not _header_safe(env[ref.env])]
+    if unusable:
+        names = " and ".join(sorted(set(unusable)))
+        raise ProbeFailure(
+            Reason.secret_missing,
+            f"{names} holds characters an HTTP header cannot carry (non-ASCII or line breaks)",
+        )
     headers = {
         name: env[value.env] if isinstance(value, SecretRef) else value
         for name, value in endpoint.headers.items()
@@ -68,6 +75,10 @@ def resolve_headers(endpoint: Endpoint, env: Mapping[str, str]) -> dict[str, str
     if endpoint.api_key is not None:
         headers.setdefault("Authorization", f"Bearer {env[endpoint.api_key.env]}")
     return headers
+
+
+def _header_safe(value: str) -> bool:
+    return value.isascii() and value.isprintable()
 
 
 def make_client(endpoint: Endpoint, max_connections: int) -> httpx.AsyncClient:
@@ -148,7 +159,7 @@ async def request(
     try:
         async with client.stream(method, url, headers=headers, json=json_body) as response:
             body = bytearray()
-            async for chunk in response.aiter_raw():
+            async for chunk in response.aiter_bytes():  # decoded: gzip is fine
                 body += chunk
                 if len(body) > max_bytes:
                     raise ProbeFailure(

@@ -141,6 +141,11 @@ class Prober:
             self._memory.pop(target.name, None)
             detail = f"no complete answer within the {deadline:g} s probe deadline"
             return _failed(target, checked_at, started, Reason.timeout, detail)
+        except Exception as exc:  # unforeseen: still a report, never an exception
+            self._memory.pop(target.name, None)
+            log.warning("probe of %s failed unexpectedly: %s", target.name, type(exc).__name__)
+            detail = f"the probe failed unexpectedly ({type(exc).__name__})"
+            return _failed(target, checked_at, started, Reason.bad_response, detail)
         latency = (time.perf_counter() - started) * 1000
         return ProbeReport(
             provider=target.name,
