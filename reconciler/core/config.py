@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from yaml.nodes import MappingNode, ScalarNode
 
 from reconciler.core.diagnostics import problem_at, suggest, validation_problems
@@ -40,20 +40,21 @@ class Source:
         return f"{self.file}:{self.line}:{self.column}"
 
 
+def dumped(spec: BaseModel, memo: dict[str, Any]) -> dict[str, Any]:
+    """`spec` as JSON data, kept in `memo`: the loader reuses objects of unchanged files."""
+    if "dump" not in memo:
+        memo["dump"] = spec.model_dump(mode="json")
+    dump: dict[str, Any] = memo["dump"]
+    return dump
+
+
 @dataclass(frozen=True, slots=True)
 class DeclaredProvider:
     name: str
     spec: ProviderSpec
     source: Source
-    # Values derived from the spec, computed once: the loader reuses objects of unchanged files.
+    # Values derived from the spec, computed once (see `dumped`).
     memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    def dumped(self) -> dict[str, Any]:
-        """The spec as JSON data."""
-        if "dump" not in self.memo:
-            self.memo["dump"] = self.spec.model_dump(mode="json")
-        dump: dict[str, Any] = self.memo["dump"]
-        return dump
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,15 +62,7 @@ class DeclaredRoute:
     task: str
     spec: RouteSpec
     source: Source
-    # Values derived from the spec, computed once: the loader reuses objects of unchanged files.
     memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    def dumped(self) -> dict[str, Any]:
-        """The spec as JSON data."""
-        if "dump" not in self.memo:
-            self.memo["dump"] = self.spec.model_dump(mode="json")
-        dump: dict[str, Any] = self.memo["dump"]
-        return dump
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, TypeGuard
 
-from reconciler.core.config import DesiredState
+from reconciler.core.config import DesiredState, dumped
 from reconciler.errors import StateError
 
 PLAN_FORMAT_VERSION = 1
@@ -126,7 +126,7 @@ def desired_items(state: DesiredState) -> list[Desired]:
     for name, provider in state.providers.items():
         essence = provider.memo.get("essence")
         if essence is None:
-            config = dict(provider.dumped())  # a copy: the dump is shared
+            config = dict(dumped(provider.spec, provider.memo))  # a copy: the dump is shared
             head = {k: config.pop(k) for k in ("type", "enabled", "protect")}
             essence = provider.memo["essence"] = {**head, "config": config}
         items.append(
@@ -142,7 +142,7 @@ def desired_items(state: DesiredState) -> list[Desired]:
     for task, route in state.routes.items():
         essence = route.memo.get("essence")
         if essence is None:
-            essence = route.memo["essence"] = route_essence(route.dumped())
+            essence = route.memo["essence"] = route_essence(dumped(route.spec, route.memo))
         items.append(
             Desired(
                 Kind.route,
