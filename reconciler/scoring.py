@@ -87,6 +87,7 @@ class ScoringWorker:
         self._on_finished = on_finished or (lambda result, latency: None)
         self._clients: dict[str, tuple[ProviderSpec, httpx.AsyncClient]] = {}
         self._retired: list[httpx.AsyncClient] = []
+        self._capacity = self.options.batch  # learned from the providers at the first claim
         self._slots: dict[str, tuple[int, asyncio.Semaphore]] = {}
         self._running: dict[int, asyncio.Task[None]] = {}
 
@@ -127,7 +128,10 @@ class ScoringWorker:
         return self.options.idle_poll_s if tasks else None
 
     async def _claim_batch(self, tasks: set[str]) -> int:
-        room = self.options.batch - len(self._running)
+        # Claim about what the providers can take (a few rounds of their slots, and enough to
+        # amortize the claim), not a whole batch waiting here while other replicas sit idle.
+        limit = min(self.options.batch, self._capacity)
+        room = limit - len(self._running)
         if not tasks or room <= 0:
             return 0
         now = datetime.now(UTC)
@@ -138,6 +142,8 @@ class ScoringWorker:
         if not jobs:
             return 0
         snapshot = await asyncio.to_thread(self._snapshot)
+        slots = sum(spec.max_concurrency for spec in snapshot.specs.values() if spec.enabled)
+        self._capacity = max(4 * slots, 16)
         for job in jobs:
             if job.id in self._running:
                 continue  # its lease lapsed and this worker took it again: the call still runs
