@@ -26,6 +26,7 @@ from reconciler.core.plan import (
     mass_delete_refusal,
     recheck_saved,
     state_digest,
+    without_pure_drift,
 )
 from reconciler.core.plan_doc import plan_document
 from reconciler.core.registry import ProviderRegistry
@@ -69,6 +70,7 @@ def apply(
     lock_timeout: float = 30.0,
     config_dir: Path | None = None,
     registry: ProviderRegistry | None = None,
+    leave_drift: bool = False,
 ) -> ApplyResult:
     """Apply the files' state (or exactly a saved plan) in one locked transaction.
 
@@ -94,6 +96,8 @@ def apply(
         else:
             assert state is not None
             the_plan = make_plan(desired_items(state), observed, state.digest)
+            if leave_drift:
+                the_plan = without_pure_drift(the_plan, observed)
         _check_guards(the_plan, sum(o.managed for o in observed), allow_mass_delete)
         if not the_plan.has_changes:
             return ApplyResult(the_plan, store.current_generation(conn), applied=False)

@@ -6,6 +6,8 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+from sqlalchemy import create_engine, text
+
 from tests.daemon_harness import Daemon
 from tests.fakeprovider import FakeModel, FakeServer
 
@@ -113,3 +115,31 @@ def test_a_dangling_symlink_is_reported_and_the_daemon_keeps_running(
     daemon.wait_for(lambda: daemon.status()["error"] is None, what="the error to clear")
     assert daemon.stop() == 0
     assert "Traceback" not in daemon.log()
+
+
+def test_with_drift_report_an_edit_elsewhere_does_not_undo_a_change_made_by_hand(
+    start_daemon: Callable[..., Daemon],
+    write_config: Callable[..., Path],
+    fake: FakeServer,
+    sqlite_url: str,
+) -> None:
+    url = fake.add("local", models=[FakeModel("llama3.1:8b")])
+    directory = write_config({"providers.yaml": provider_file(url), "routes.yaml": routes_file()})
+    daemon = start_daemon(sqlite_url, directory, "--drift=report")
+    daemon.wait_generation(1)
+    engine = create_engine(sqlite_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text("UPDATE llm_task_routes SET model = 'hand:1b' WHERE task = 'scoring'")
+            )
+        extra = "  summarization:\n    provider: local\n    model: llama3.1:8b\n"
+        (directory / "routes.yaml").write_text(routes_file(extra=extra), encoding="utf-8")
+        applied = daemon.wait_generation(2)
+        assert applied["last_apply"]["changes"] == ["+ route summarization"]
+        with engine.connect() as conn:
+            query = "SELECT model FROM llm_task_routes WHERE task = 'scoring'"
+            assert conn.execute(text(query)).scalar_one() == "hand:1b"
+    finally:
+        engine.dispose()
+    assert daemon.stop() == 0

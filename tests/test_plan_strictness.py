@@ -95,3 +95,21 @@ def test_a_bad_setting_in_the_environment_is_an_error_not_a_traceback(
     assert result.code == 1
     assert "RECONCILER_LOG_FORMAT: Input should be 'text' or 'json'" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_only_updates_that_undo_outside_changes_are_left_out_when_drift_is_reported() -> None:
+    from reconciler.core.plan import without_pure_drift
+
+    applied = dict(ROUTE)
+    changed_outside = {**ROUTE, "model": "edited-by-hand"}
+    edited_in_files = {**ROUTE, "model": "new"}
+    observed = [
+        Observed(Kind.route, "a", changed_outside, "config", essence_hash(applied)),
+        Observed(Kind.route, "b", changed_outside, "config", essence_hash(applied)),
+    ]
+    desired = [Desired(Kind.route, "a", applied), Desired(Kind.route, "b", edited_in_files)]
+    plan = make_plan(desired, observed, "digest")
+    assert [(a.key, a.drift) for a in plan.actions] == [("a", True), ("b", True)]
+    kept = without_pure_drift(plan, observed)
+    assert [a.key for a in kept.actions] == ["b"]
+    assert kept.unchanged == plan.unchanged + 1

@@ -362,6 +362,27 @@ def _display_order(action: Action) -> tuple[int, int, str]:
     return (1, 0 if action.kind is Kind.provider else 1, action.key)
 
 
+def without_pure_drift(plan: Plan, observed: Iterable[Observed]) -> Plan:
+    """The plan without updates that only undo changes made outside the files.
+
+    A pure drift update puts back exactly what the last apply wrote: the files did not change
+    for that row. With `--drift=report` those are shown, never applied.
+    """
+    written = {(o.kind, o.key): o.spec_hash for o in observed}
+    kept = tuple(
+        a
+        for a in plan.actions
+        if not (
+            a.drift
+            and a.op is Op.update
+            and a.essence is not None
+            and essence_hash(a.essence) == written.get((a.kind, a.key))
+        )
+    )
+    dropped = len(plan.actions) - len(kept)
+    return replace(plan, actions=kept, unchanged=plan.unchanged + dropped)
+
+
 def mass_delete_refusal(plan: Plan, observed_managed: int) -> str | None:
     """The mass-deletion guard: refuse deleting every managed row, or more than half of them."""
     deletes = plan.count(Op.delete)

@@ -252,6 +252,7 @@ class ReconcileWorker:
                     allow_mass_delete=False,
                     lock_timeout=max(0.0, min(LOCK_SLICE_S, deadline - time.monotonic())),
                     config_dir=self.config_dir,
+                    leave_drift=self.options.drift == "report",
                 )
             except LockTimeout as exc:
                 if self.state.stopping:
