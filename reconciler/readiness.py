@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import Engine
 
-from reconciler.adapters.db import migrate, queue_store
+from reconciler.adapters.db import migrate, queue_store, store
 from reconciler.adapters.db import readiness_store as stored
 from reconciler.adapters.providers.probe import Prober, Target
 from reconciler.core.config import DesiredState
@@ -62,7 +62,7 @@ def inputs_from_database(engine: Engine, registry: ProviderRegistry) -> Inputs:
     """The routes and providers as the database has them now."""
     migrate.require_current(engine)
     with engine.connect() as conn:
-        generation = stored.read_generation(conn)
+        generation = store.current_generation(conn)
         provider_rows = stored.read_provider_rows(conn)
         route_rows = stored.read_route_rows(conn)
         waiting = queue_store.pending_tasks(conn)

@@ -56,7 +56,7 @@ def _prop(value: str) -> str:
     return _data(value).replace(":", "%3A").replace(",", "%2C")
 
 
-_SIGNS = {"create": "+", "update": "~", "delete": "-", "adopt": "±"}
+SIGNS = {"create": "+", "update": "~", "delete": "-", "adopt": "±"}
 
 
 def plan_text(plan: Plan, summary: str) -> str:
@@ -85,7 +85,7 @@ def plan_text(plan: Plan, summary: str) -> str:
 def _action_lines(action: Action) -> list[str]:
     where = f"  ({action.source_file}:{action.source_line})" if action.source_file else ""
     drift = "  [drift: changed outside the files]" if action.drift else ""
-    head = f"  {_SIGNS[action.op]} {action.op} {action.kind} {action.key!r}{where}{drift}"
+    head = f"  {SIGNS[action.op]} {action.op} {action.kind} {action.key!r}{where}{drift}"
     lines = [head]
     if action.op is Op.create and action.essence is not None:
         lines += [f"      {c.path}: {_value(c.new)}" for c in diff({}, action.essence)]

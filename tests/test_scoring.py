@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from reconciler.adapters.db.engine import make_engine
-from reconciler.adapters.db.readiness_store import read_generation
+from reconciler.adapters.db.store import current_generation
 from reconciler.adapters.plugins import load_registry
 from reconciler.core.scoring import DEFAULT_OUTPUT_SCHEMA, SCORING_RUBRIC
 from reconciler.scoring import ScoreStats, ScoringOptions, ScoringWorker
@@ -123,7 +123,7 @@ class Bed:
         engine = make_engine(self.url)
         try:
             with engine.connect() as conn:
-                return read_generation(conn)
+                return current_generation(conn)
         finally:
             engine.dispose()
 

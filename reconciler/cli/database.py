@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from reconciler.adapters.db.engine import UnsupportedDatabase, make_engine
+from reconciler.adapters.db.engine import UnsupportedDatabase, first_line, make_engine
 from reconciler.errors import StateError, TemporaryError
 
 
@@ -31,7 +31,7 @@ def open_database(url: str) -> Iterator[Engine]:
     try:
         yield engine
     except DBAPIError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        reason = first_line(exc)
         if exc.connection_invalidated or "connect" in reason.lower():
             raise TemporaryError(f"cannot reach the database {safe_url(url)}: {reason}") from None
         raise StateError(f"database error on {safe_url(url)}: {reason}") from None

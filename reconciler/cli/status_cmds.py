@@ -16,7 +16,7 @@ from reconciler.cli.app import app, settings_of
 from reconciler.cli.console import out
 from reconciler.cli.database import open_database
 from reconciler.cli.state_cmds import FormatOption, OutputFormat
-from reconciler.core.readiness import Status, Verdict, all_required_servable
+from reconciler.core.readiness import SERVABLE, Status, Verdict, all_required_servable
 from reconciler.readiness import verdict_document
 
 EXIT_NOT_READY = 3
@@ -90,7 +90,7 @@ def print_status(found: list[Verdict], now: datetime) -> None:
             out.print(f"{verdict.task}: {verdict.detail}")
             if verdict.remedy:
                 out.print(f"  fix: {verdict.remedy}")
-    ready = sum(v.status in (Status.ready, Status.degraded) for v in found)
+    ready = sum(v.status in SERVABLE for v in found)
     verdict_line = "all servable" if all_required_servable(found) else "NOT all servable"
     out.print(f"{ready} of {len(found)} task(s) servable; required tasks (*): {verdict_line}.")
 

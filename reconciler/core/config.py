@@ -108,7 +108,10 @@ def paused_gc() -> Iterator[None]:
 
 
 class ConfigLoader:
-    """Loads config files into a `DesiredState`, caching each file's result by content."""
+    """Loads config files into a `DesiredState`, caching each file's result by content.
+
+    The cache holds the files of the last load: an edit re-parses only the files it changed.
+    """
 
     def __init__(self, registry: ProviderRegistry | None = None) -> None:
         self.registry = registry or ProviderRegistry()
@@ -124,6 +127,8 @@ class ConfigLoader:
         """
         with paused_gc():
             results = [self._file(name, data) for name, data in files]
+        # Keep the files as they are now, nothing older: a daemon loads for months.
+        self._cache = {(r.name, r.digest): r for r in results}
         problems = [p for result in results for p in result.problems]
         state, merge_problems = _merge(results)
         problems += merge_problems
@@ -145,10 +150,6 @@ class ConfigLoader:
             cached = validate_file(name, data, digest, self.registry)
             self._cache[key] = cached
         return cached
-
-    def forget_except(self, names: set[str]) -> None:
-        """Drop cached results for files not in `names` and stale versions of the rest."""
-        self._cache = {k: v for k, v in self._cache.items() if k[0] in names}
 
 
 def validate_file(name: str, data: bytes, digest: str, registry: ProviderRegistry) -> FileResult:

@@ -108,8 +108,7 @@ class Plan:
 
 def essence_hash(essence: Mapping[str, Any]) -> str:
     """A stable hash of an essence (sorted keys, compact separators)."""
-    text = json.dumps(essence, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(_canonical(essence).encode()).hexdigest()
 
 
 def route_essence(fields: Mapping[str, Any]) -> Essence:
@@ -224,7 +223,7 @@ def _compare(want: Desired, current: Observed | None) -> Action | None:
     return _action(Op.update, want, changes, drift=current.drifted)
 
 
-def _canonical(essence: Essence) -> str:
+def _canonical(essence: Mapping[str, Any]) -> str:
     return json.dumps(essence, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 

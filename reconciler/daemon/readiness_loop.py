@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler import readiness
 from reconciler.adapters.providers.probe import Prober
-from reconciler.core.readiness import Reason, Status, Verdict
+from reconciler.core.readiness import SERVABLE, Reason, Status, Verdict
 from reconciler.core.registry import ProviderRegistry
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.state import DaemonState
@@ -99,7 +99,7 @@ class ReadinessLoop:
         self.metrics.task_servable.clear()
         for verdict in found:
             self.metrics.task_status.labels(verdict.task, verdict.status.value).set(1)
-            servable = verdict.status in (Status.ready, Status.degraded)
+            servable = verdict.status in SERVABLE
             required = "true" if verdict.required else "false"
             self.metrics.task_servable.labels(verdict.task, required).set(1 if servable else 0)
             self._log_change(verdict)

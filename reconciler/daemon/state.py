@@ -6,7 +6,7 @@ Written only from the event loop's thread; the HTTP handlers run in the same loo
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,18 +88,7 @@ class DaemonState:
                 "kind": self.error.kind,
                 "message": self.error.message,
                 "since": self.error.since.isoformat(),
-                "problems": [
-                    {
-                        "file": p.file,
-                        "line": p.line,
-                        "column": p.column,
-                        "path": p.path,
-                        "code": p.code,
-                        "message": p.message,
-                        "hint": p.hint,
-                    }
-                    for p in self.error.problems
-                ],
+                "problems": [asdict(p) for p in self.error.problems],
             },
             "drift": self.drift,
         }

@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from reconciler import reconcile
+from reconciler.adapters.db.engine import first_line
 from reconciler.adapters.files import load_sources
 from reconciler.core.config import ConfigLoader, DesiredState
 from reconciler.core.plan import Op, Plan
@@ -35,7 +36,7 @@ from reconciler.errors import (
     TemporaryError,
     UnsafePlan,
 )
-from reconciler.render import problems_text
+from reconciler.render import SIGNS, problems_text
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +264,7 @@ class ReconcileWorker:
 
     def _applied(self, plan: Plan, generation: int) -> None:
         summary = reconcile.summary_line(plan)
-        changes = [f"{_SIGN[a.op]} {a.kind.value} {a.key}" for a in plan.actions]
+        changes = [f"{SIGNS[a.op]} {a.kind.value} {a.key}" for a in plan.actions]
         self.state.last_apply = LastApply(now(), generation, summary, changes[:SHOWN_CHANGES])
         for op in Op:
             if count := plan.count(op):
@@ -276,7 +277,7 @@ class ReconcileWorker:
         log.info("applied generation %d: %s", generation, summary)
 
     def _note_drift(self, plan: Plan) -> None:
-        drift = [f"{_SIGN[a.op]} {a.kind.value} {a.key}" for a in plan.actions if a.drift]
+        drift = [f"{SIGNS[a.op]} {a.kind.value} {a.key}" for a in plan.actions if a.drift]
         if drift and drift != self.state.drift:
             log.warning("drift: %d row(s) differ from the files (--drift=report)", len(drift))
         self.state.drift = drift
@@ -321,14 +322,11 @@ class ReconcileWorker:
         self._failures += 1
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if isinstance(exc, DBAPIError):
-            reason = "database error: " + (str(exc.orig).strip().splitlines() or ["?"])[0]
+            reason = "database error: " + first_line(exc)
         self.state.error = CurrentError("database", f"{reason}; retrying in {delay:g}s", now())
         self.metrics.runs.labels("error").inc()
         log.warning("reconcile failed: %s; retrying in %gs", reason, delay)
         return delay
-
-
-_SIGN = {Op.create: "+", Op.update: "~", Op.delete: "-", Op.adopt: "±"}
 
 
 def _declared(desired: DesiredState) -> set[tuple[str, str]]:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -65,3 +66,9 @@ def _tune_sqlite(engine: Engine) -> None:
         # transaction sees the state it will write over.
         mode = connection.get_execution_options().get("sqlite_begin", "")
         connection.exec_driver_sql(f"BEGIN {mode}".strip())
+
+
+def first_line(exc: DBAPIError) -> str:
+    """The driver's own message, first line only: what a person needs, no SQL, no parameters."""
+    text = str(exc.orig).strip() if exc.orig is not None else ""
+    return text.splitlines()[0] if text else type(exc).__name__

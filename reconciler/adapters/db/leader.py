@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import os
-import socket
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +19,8 @@ from typing import IO, Protocol
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from reconciler.adapters.db.engine import is_sqlite
+from reconciler.adapters.db.engine import first_line, is_sqlite
+from reconciler.adapters.db.store import describe_self
 
 log = logging.getLogger(__name__)
 LEADER_LOCK_KEY = 0x7265636F6C656164  # "recolead"
@@ -50,8 +49,7 @@ def leadership_for(engine: Engine) -> Leadership:
 
 
 def _me() -> str:
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return f"reconciler on {socket.gethostname()} pid {os.getpid()} since {stamp}"
+    return f"{describe_self()} since {datetime.now(UTC):%Y-%m-%d %H:%M:%S UTC}"
 
 
 class PostgresLeadership:
@@ -69,7 +67,7 @@ class PostgresLeadership:
             query = text("SELECT pg_try_advisory_lock(:key)")
             self._held = bool(self._conn.execute(query, {"key": LEADER_LOCK_KEY}).scalar_one())
         except DBAPIError as exc:
-            log.warning("leader election: database unavailable (%s)", _first_line(exc))
+            log.warning("leader election: database unavailable (%s)", first_line(exc))
             self._drop()
         return self._held
 
@@ -79,7 +77,7 @@ class PostgresLeadership:
         try:
             self._conn.execute(text("SELECT 1"))
         except DBAPIError as exc:
-            log.warning("lost the leader connection (%s); stepping down", _first_line(exc))
+            log.warning("lost the leader connection (%s); stepping down", first_line(exc))
             self._drop()
             return False
         return True
@@ -163,7 +161,3 @@ class SqliteLeadership:
                 fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
             self._file.close()
             self._file = None
-
-
-def _first_line(exc: DBAPIError) -> str:
-    return str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__

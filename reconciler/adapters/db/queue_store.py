@@ -128,59 +128,40 @@ def claim(
 
 def finish(engine: Engine, job_id: int, owner: str, values: dict[str, Any]) -> bool:
     """Write a job's outcome if this worker still holds its lease; False when it does not."""
-    with _begin(engine) as conn:
-        result = conn.execute(
-            update(scoring_jobs)
-            .where(
-                scoring_jobs.c.id == job_id,
-                scoring_jobs.c.lease_owner == owner,
-                scoring_jobs.c.status == LEASED,
-            )
-            .values(**values, lease_owner=None, lease_expires_at=None)
-        )
-        return result.rowcount == 1
+    values = {**values, "lease_owner": None, "lease_expires_at": None}
+    return _update_held(engine, owner, [job_id], values) == 1
 
 
 def renew(engine: Engine, owner: str, job_ids: Iterable[int], until: datetime) -> int:
     """Extend the leases this worker still holds on `job_ids` to `until`; returns how many."""
-    ids = list(job_ids)
-    if not ids:
-        return 0
-    with _begin(engine) as conn:
-        result = conn.execute(
-            update(scoring_jobs)
-            .where(
-                scoring_jobs.c.id.in_(ids),
-                scoring_jobs.c.lease_owner == owner,
-                scoring_jobs.c.status == LEASED,
-            )
-            .values(lease_expires_at=until)
-        )
-        return result.rowcount
+    return _update_held(engine, owner, job_ids, {"lease_expires_at": until})
 
 
 def release(engine: Engine, owner: str, job_ids: Iterable[int], now: datetime) -> int:
     """Give leased jobs back to the queue without counting the attempt (on shutdown)."""
+    values = {
+        "status": QUEUED,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "attempts": scoring_jobs.c.attempts - 1,
+        "not_before": now,
+        "updated_at": now,
+    }
+    return _update_held(engine, owner, job_ids, values)
+
+
+def _update_held(engine: Engine, owner: str, job_ids: Iterable[int], values: dict[str, Any]) -> int:
+    """Update the jobs whose lease `owner` still holds; returns how many it did."""
     ids = list(job_ids)
     if not ids:
         return 0
+    held = (
+        scoring_jobs.c.id.in_(ids),
+        scoring_jobs.c.lease_owner == owner,
+        scoring_jobs.c.status == LEASED,
+    )
     with _begin(engine) as conn:
-        result = conn.execute(
-            update(scoring_jobs)
-            .where(
-                scoring_jobs.c.id.in_(ids),
-                scoring_jobs.c.lease_owner == owner,
-                scoring_jobs.c.status == LEASED,
-            )
-            .values(
-                status=QUEUED,
-                lease_owner=None,
-                lease_expires_at=None,
-                attempts=scoring_jobs.c.attempts - 1,
-                not_before=now,
-                updated_at=now,
-            )
-        )
+        result = conn.execute(update(scoring_jobs).where(*held).values(**values))
         return result.rowcount
 
 

@@ -8,13 +8,8 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select
 
-from reconciler.adapters.db.tables import providers, reconcile_state, routes, task_readiness
+from reconciler.adapters.db.tables import providers, routes, task_readiness
 from reconciler.core.readiness import Reason, Status, Verdict
-
-
-def read_generation(conn: Connection) -> int:
-    value = conn.execute(select(reconcile_state.c.generation).where(reconcile_state.c.id == 1))
-    return int(value.scalar_one_or_none() or 0)
 
 
 def read_provider_rows(conn: Connection) -> list[dict[str, Any]]:
