@@ -44,6 +44,16 @@ class Daemon:
         body: dict[str, Any] = self.get("/api/v1/status").json()
         return body
 
+    def metric(self, sample: str) -> float:
+        """One sample of /metrics: `reconciler_leader`, `..._total{result="applied"}`; 0 if absent.
+
+        A name without labels matches its first labelled sample too.
+        """
+        for line in self.get("/metrics").text.splitlines():
+            if line.startswith((sample + " ", sample + "{")):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 

@@ -222,14 +222,6 @@ def replace_atomically(directory: Path, name: str, temp_name: str, text: str) ->
     temp.replace(directory / name)
 
 
-def metric(daemon: Daemon, sample: str) -> float:
-    """The value of one sample of /metrics, e.g. `reconciler_reconcile_runs_total{...}`."""
-    for line in daemon.get("/metrics").text.splitlines():
-        if line.startswith(sample + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 RUNS_INVALID = 'reconciler_reconcile_runs_total{result="invalid"}'
 RUNS_APPLIED = 'reconciler_reconcile_runs_total{result="applied"}'
 
@@ -456,9 +448,9 @@ def test_an_invalid_file_kept_over_many_resyncs_is_logged_once(
     daemon = scene.daemon
     text = routes_yaml("m-b")
     (directory / "routes.yaml").write_text(text[: text.index("num_ctx", 500)], encoding="utf-8")
-    daemon.wait_for(lambda: metric(daemon, RUNS_INVALID) >= 2, what="the error and a resync")
+    daemon.wait_for(lambda: daemon.metric(RUNS_INVALID) >= 2, what="the error and a resync")
     lines = len(daemon.log().splitlines())
-    daemon.wait_for(lambda: metric(daemon, RUNS_INVALID) >= 7, what="five more resyncs")
+    daemon.wait_for(lambda: daemon.metric(RUNS_INVALID) >= 7, what="five more resyncs")
     log = daemon.log()
     assert len(log.splitlines()) == lines, log
     assert log.count("problem(s) in the config files") == 1
@@ -488,7 +480,7 @@ def test_fifty_writes_in_ten_seconds_end_in_the_last_with_a_bounded_number_of_ap
     applied = scene.revisions()
     assert 1 <= len(applied) <= 50, len(applied)
     assert all(r.ops == Counter(update=20) for r in applied)
-    assert metric(scene.daemon, RUNS_APPLIED) == 1 + len(applied)
+    assert scene.daemon.metric(RUNS_APPLIED) == 1 + len(applied)
     scene.check([version("m-00"), *map(version, models)], version(models[-1]))
 
 

@@ -512,21 +512,15 @@ def test_drift_is_reported_or_corrected_at_the_next_resync(
                 query = "SELECT model FROM llm_task_routes WHERE task = 'scoring'"
                 return str(conn.execute(text(query)).scalar_one())
 
-        def counter(name: str) -> float:
-            for line in daemon.get("/metrics").text.splitlines():
-                if line.startswith(name + " ") or line.startswith(name + "{"):
-                    return float(line.rsplit(" ", 1)[1])
-            return 0.0
-
         if drift == "report":
             daemon.wait_for(lambda: daemon.status()["drift"], what="the drift report")
             assert daemon.status()["drift"] == ["~ route scoring"]
             reported = 'reconciler_reconcile_runs_total{result="drift_reported"}'
-            seen = counter(reported)
-            daemon.wait_for(lambda: counter(reported) > seen, what="another resync")
+            seen = daemon.metric(reported)
+            daemon.wait_for(lambda: daemon.metric(reported) > seen, what="another resync")
             assert model() == "x:1b"
             assert daemon.status()["generation"] == 1
-            assert counter("reconciler_drift_corrected_total") == 0
+            assert daemon.metric("reconciler_drift_corrected_total") == 0
             assert "route scoring" in daemon.get("/").text.split("<h2>Drift</h2>", 1)[1]
             assert daemon.get("/readyz").status_code == 200
         else:
@@ -534,7 +528,7 @@ def test_drift_is_reported_or_corrected_at_the_next_resync(
             status = daemon.wait_generation(2)
             assert status["last_apply"]["changes"] == ["~ route scoring"]
             assert status["drift"] == []
-            assert counter("reconciler_drift_corrected_total") == 1
+            assert daemon.metric("reconciler_drift_corrected_total") == 1
             assert "corrected drift on 1 row(s)" in daemon.log()
     finally:
         engine.dispose()
