@@ -15,7 +15,8 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -59,7 +60,8 @@ class ScoreStats:
     retried: int = 0
     dead: int = 0
     lost_lease: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
+    # The latest model latencies, for a summary; bounded, as a daemon scores for months.
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
 
 @dataclass(frozen=True)
@@ -190,10 +192,8 @@ class ScoringWorker:
 
     async def _attempt(self, job: queue.ClaimedJob, snapshot: _Snapshot) -> None:
         if job.attempts > self.options.max_attempts:  # leases expired again and again
-            now = datetime.now(UTC)
             error = f"gave up after {job.attempts - 1} attempt(s) whose leases expired"
-            dead = {"status": queue.DEAD, "error": error, "finished_at": now, "updated_at": now}
-            await self._finish(job, dead)
+            await self._finish(job, _dead_values(error))
             return
         route = snapshot.routes.get(job.task)
         if route is None or not route["enabled"]:
@@ -222,9 +222,7 @@ class ScoringWorker:
         if transient and job.attempts < self.options.max_attempts:
             await self._finish(job, self._retry_values(job, error, retry_after))
         else:
-            now = datetime.now(UTC)
-            dead = {"status": queue.DEAD, "error": error, "finished_at": now, "updated_at": now}
-            await self._finish(job, dead)
+            await self._finish(job, _dead_values(error))
 
     async def _ask(
         self,
@@ -341,6 +339,11 @@ class ScoringWorker:
         self._retired.clear()
 
 
+def _dead_values(error: str) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {"status": queue.DEAD, "error": error, "finished_at": now, "updated_at": now}
+
+
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     try:
         await asyncio.wait_for(stop.wait(), seconds)
@@ -348,7 +351,7 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
         return
 
 
-def percentile(values: list[float], fraction: float) -> float:
+def percentile(values: Iterable[float], fraction: float) -> float:
     ordered = sorted(values)
     if not ordered:
         return 0.0

@@ -5,6 +5,7 @@ Purely computational, no I/O.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from typing import Annotated, Any, Literal
@@ -106,7 +107,8 @@ def parse_answer(content: str, schema: dict[str, Any]) -> dict[str, Any]:
         answer = json.loads(content)
     except ValueError:
         raise MalformedAnswer(f"the answer is not JSON: {content[:80]!r}") from None
-    errors = sorted(Draft202012Validator(schema).iter_errors(answer), key=lambda e: list(e.path))
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    errors = sorted(validator.iter_errors(answer), key=lambda e: list(e.path))
     if errors:
         first = errors[0]
         where = "/".join(str(p) for p in first.path) or "the answer"
@@ -116,6 +118,12 @@ def parse_answer(content: str, schema: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(answer, dict):
         raise MalformedAnswer("the answer is not a JSON object")
     return answer
+
+
+@functools.lru_cache(maxsize=256)
+def _validator(schema_json: str) -> Draft202012Validator:
+    # Building a validator compiles the schema; a route's schema is the same for every answer.
+    return Draft202012Validator(json.loads(schema_json))
 
 
 def backoff_s(

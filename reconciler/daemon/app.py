@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 8.0
 LEADER_CHECK_S = 1.0
+HOLDER_CHECK_S = 30.0
 QUEUE_METRICS_S = 5.0
 SCORING_RETRY_S = 5.0
 
@@ -74,6 +75,7 @@ class Daemon:
         self.state = DaemonState(str(options.config_dir), options.database_label)
         self.metrics = Metrics()
         self.stop = asyncio.Event()
+        self._holder_due = 0.0
         self.leadership: Leadership = leadership_for(engine)
         self.worker = ReconcileWorker(
             engine,
@@ -181,12 +183,14 @@ class Daemon:
                 log.info("this process reconciles %s (leader)", self.options.database_label)
             else:
                 log.warning("lost leadership; serving status only")
-        if not held:
+        if not held and (self.state.leader or time.monotonic() >= self._holder_due):
+            # Who leads changes rarely; asking PostgreSQL every second would be a query a second.
+            self._holder_due = time.monotonic() + HOLDER_CHECK_S
             holder = await asyncio.to_thread(self.leadership.holder)
             if holder != self.state.leader_note:
                 log.info("%s reconciles this database; this process serves status only", holder)
             self.state.leader_note = holder
-        else:
+        elif held:
             self.state.leader_note = "leader"
         gained = held and not self.state.leader
         self.state.leader = held
