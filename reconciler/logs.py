@@ -7,7 +7,24 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from reconciler.adapters import secrets
+from reconciler.core.text import escape_control, scrub
 from reconciler.settings import LogFormat
+
+
+class SafeText(logging.Filter):
+    """Every record's message with known secret values cut out and control characters escaped.
+
+    A model name or an error a provider sent may hold an escape sequence or a line break; left
+    raw, it would colour the terminal or forge a log line.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        safe = escape_control(scrub(message, secrets.known()))
+        if safe != message or record.args:
+            record.msg, record.args = safe, None
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -32,6 +49,7 @@ def configure(log_format: LogFormat, verbose: int) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(SafeText())
     root = logging.getLogger("reconciler")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)

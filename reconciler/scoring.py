@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler import readiness
+from reconciler.adapters import secrets
 from reconciler.adapters.db import queue_store as queue
 from reconciler.adapters.providers.chat import CallFailure, chat
 from reconciler.adapters.providers.http import MissingSecret, make_client, resolve_headers
@@ -39,6 +40,10 @@ from reconciler.core.scoring import (
     system_prompt,
 )
 from reconciler.core.spec import ProviderSpec
+from reconciler.core.text import scrub, untrusted
+
+MAX_ERROR_CHARS = 2000
+WAIT_NOTICE_S = 2.0  # a drain that waits longer than this for a retry says so
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +84,7 @@ class ScoringWorker:
         env: Mapping[str, str] | None = None,
         options: ScoringOptions | None = None,
         on_finished: Callable[[str, float | None], None] | None = None,
+        on_wait: Callable[[float, int], None] | None = None,
     ) -> None:
         self.engine = engine
         self.registry = registry
@@ -87,6 +93,8 @@ class ScoringWorker:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stats = ScoreStats()
         self._on_finished = on_finished or (lambda result, latency: None)
+        self._on_wait = on_wait or _log_wait
+        self._noticed: datetime | None = None
         self._clients: dict[str, tuple[ProviderSpec, httpx.AsyncClient]] = {}
         self._retired: list[httpx.AsyncClient] = []
         self._capacity = self.options.batch  # learned from the providers at the first claim
@@ -127,7 +135,19 @@ class ScoringWorker:
         """Seconds until the next job of a servable task is due; None when there is none."""
         with self.engine.connect() as conn:
             tasks = [t for t in queue.pending_tasks(conn) if t in servable]
-        return self.options.idle_poll_s if tasks else None
+            due = queue.next_due(conn, tasks) if tasks else None
+        if not tasks:
+            return None
+        if due is None:  # only leased jobs: their holders finish them or their leases lapse
+            return self.options.idle_poll_s
+        earliest, count = due
+        if earliest.tzinfo is None:
+            earliest = earliest.replace(tzinfo=UTC)
+        wait = (earliest - datetime.now(UTC)).total_seconds()
+        if wait > WAIT_NOTICE_S and earliest != self._noticed:
+            self._noticed = earliest  # said once per distinct wait, not at every poll
+            self._on_wait(wait, count)
+        return max(self.options.idle_poll_s, min(wait, self.options.idle_poll_s * 10))
 
     async def _claim_batch(self, tasks: set[str]) -> int:
         # Claim about what the providers can take (a few rounds of their slots, and enough to
@@ -188,7 +208,11 @@ class ScoringWorker:
             raise
         except Exception as exc:  # a bug or an unforeseen failure must not strand the lease
             log.exception("job %s/%s failed unexpectedly", job.task, job.item_id)
-            await self._finish(job, self._retry_values(job, f"internal error: {exc!r}", None))
+            error = f"internal error: {type(exc).__name__}: {exc}"
+            if job.attempts >= self.options.max_attempts:
+                await self._finish(job, _dead_values(error))
+            else:
+                await self._finish(job, self._retry_values(job, error, None))
 
     async def _attempt(self, job: queue.ClaimedJob, snapshot: _Snapshot) -> None:
         if job.attempts > self.options.max_attempts:  # leases expired again and again
@@ -208,7 +232,7 @@ class ScoringWorker:
         retry_after: float | None = None
         for provider, model, params in targets:
             try:
-                values = await self._ask(snapshot, provider, model, params, messages, schema)
+                values = await self._ask_safely(snapshot, provider, model, params, messages, schema)
             except CallFailure as failure:
                 errors.append(f"{provider}/{model}: {failure.detail}")
                 transient = transient or failure.transient
@@ -223,6 +247,29 @@ class ScoringWorker:
             await self._finish(job, self._retry_values(job, error, retry_after))
         else:
             await self._finish(job, _dead_values(error))
+
+    async def _ask_safely(
+        self,
+        snapshot: _Snapshot,
+        provider: str,
+        model: str,
+        params: Mapping[str, Any],
+        messages: list[dict[str, str]],
+        schema: dict[str, Any],
+    ) -> dict[str, Any]:
+        """`_ask`, with any unforeseen error made a transient failure of this target.
+
+        So a provider that breaks this code in a way nobody foresaw costs one attempt at that
+        target, with a true message, and the fallbacks are still tried.
+        """
+        try:
+            return await self._ask(snapshot, provider, model, params, messages, schema)
+        except CallFailure:
+            raise
+        except Exception as exc:
+            log.debug("call to %s/%s failed unexpectedly", provider, model, exc_info=True)
+            detail = untrusted(str(exc), secrets.known(), limit=200)
+            raise CallFailure(f"unexpected {type(exc).__name__}: {detail}", True) from None
 
     async def _ask(
         self,
@@ -279,6 +326,7 @@ class ScoringWorker:
         }
 
     async def _finish(self, job: queue.ClaimedJob, values: dict[str, Any]) -> None:
+        values = _scrubbed(values)
         kept = await asyncio.to_thread(queue.finish, self.engine, job.id, self.owner, values)
         status = values["status"]
         if not kept:
@@ -337,6 +385,34 @@ class ScoringWorker:
             await client.aclose()
         self._clients.clear()
         self._retired.clear()
+
+
+def _log_wait(seconds: float, count: int) -> None:
+    log.info("waiting %.0f s for %d queued job(s) to be due for a retry", seconds, count)
+
+
+def _scrubbed(values: dict[str, Any]) -> dict[str, Any]:
+    """What a job keeps, with every known secret value cut out of its error and its answer.
+
+    A provider may echo the request's key back in an error body or in the answer itself; what is
+    stored is served by `jobs`, `results` and the API.
+    """
+    known = secrets.known()
+    if values.get("error"):
+        values["error"] = untrusted(values["error"], known, limit=MAX_ERROR_CHARS)
+    if values.get("result") is not None and known:
+        values["result"] = _scrub_strings(values["result"], known)
+    return values
+
+
+def _scrub_strings(value: Any, known: frozenset[str]) -> Any:
+    if isinstance(value, str):
+        return scrub(value, known)
+    if isinstance(value, dict):
+        return {scrub(k, known): _scrub_strings(v, known) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_strings(v, known) for v in value]
+    return value
 
 
 def _dead_values(error: str) -> dict[str, Any]:

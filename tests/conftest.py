@@ -21,6 +21,28 @@ from reconciler.adapters.db.engine import make_engine
 from reconciler.cli import main
 from tests.daemon_harness import start_daemon  # noqa: F401  (a fixture)
 from tests.fakeprovider import FakeServer, fake_server
+from tests.netguard import guard
+
+_GUARD_DIR = Path(__file__).resolve().parent / "netguard"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Guard this process, and every Python process a test starts, against leaving loopback."""
+    guard.install()
+    os.environ["RECONCILER_TEST_NETGUARD"] = "1"
+    paths = [str(_GUARD_DIR), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+
+
+@pytest.fixture(autouse=True)
+def _network_stays_on_loopback() -> Iterator[None]:
+    """Fail any test whose code tried to connect, or resolve a name, beyond loopback."""
+    guard.violations.clear()
+    yield
+    tried = list(guard.violations)
+    guard.violations.clear()
+    assert not tried, f"the test tried to leave loopback: {tried}"
+
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -58,6 +58,8 @@ class Behaviour:
     report_capabilities: bool = True  # older Ollama servers do not report them
     has_ps: bool = True
     redirect_to: str | None = None
+    # (status, raw body, headers) sent as they are for every request: hostile bytes, encodings
+    raw: tuple[int, bytes, dict[str, str]] | None = None
     # (behaviour, path, request body) -> (status, body) or (status, body, extra headers);
     # for inference endpoints
     chat: ChatHandler | None = None
@@ -157,6 +159,8 @@ class FakeServer:
     def _answer(
         self, b: Behaviour, method: str, path: str, headers: dict[str, str], body: Any
     ) -> tuple[int, Any, dict[str, str]]:
+        if b.raw is not None:
+            return b.raw
         if b.redirect_to is not None:
             return 302, {"error": "moved"}, {"location": b.redirect_to}
         if b.status is not None:
@@ -183,7 +187,9 @@ class FakeServer:
         payload: Any,
         extra: dict[str, str],
     ) -> None:
-        if b.huge:
+        if isinstance(payload, bytes):  # sent as it is, whatever it claims to be
+            data = payload
+        elif b.huge:
             data = b'{"models": [' + b" " * (10 * 1024 * 1024) + b"]}"
         elif b.not_json:
             data = b"<html>this is not the API you are looking for</html>"

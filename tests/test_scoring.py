@@ -235,7 +235,7 @@ def test_the_fallback_serves_when_the_primary_answers_500(bed: Bed) -> None:
 @pytest.mark.parametrize(
     ("content", "error"),
     [
-        ("I would rate this 0.8 out of 1", "the answer is not JSON"),
+        ("I would rate this 0.8 out of 1", "the answer: not valid JSON"),
         (
             json.dumps({"score": 7, "rationale": "too high"}),
             "the answer does not match the output schema at score: "
@@ -276,7 +276,7 @@ def test_an_answer_whose_body_is_not_json_ends_dead_never_stuck_leased(bed: Bed)
     assert (stats.done, stats.dead) == (0, 2)
     for row in bed.rows().values():
         assert (row["status"], row["lease_owner"]) == ("dead", None)
-        assert "local/llama3.1:8b: /api/chat is not JSON" in row["error"]
+        assert "local/llama3.1:8b: /api/chat: not valid JSON" in row["error"]
 
 
 def test_a_429_with_retry_after_delays_the_next_attempt_by_that_long(bed: Bed) -> None:

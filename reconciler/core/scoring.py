@@ -14,6 +14,9 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from reconciler.core import jsonsafe
+from reconciler.core.text import bound, escape_control
+
 DEFAULT_OUTPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -35,6 +38,8 @@ You are a careful assistant. Do the task named {task} on the item you are given 
 with JSON only, matching the schema you are given."""
 
 MAX_ITEM_CHARS = 200_000
+# The longest wait a server's Retry-After can impose on a job; a longer one is read as this.
+MAX_RETRY_AFTER_S = 300.0
 
 
 class ChatMessage(BaseModel):
@@ -104,9 +109,10 @@ class MalformedAnswer(ValueError):
 def parse_answer(content: str, schema: dict[str, Any]) -> dict[str, Any]:
     """The answer as a JSON object valid against `schema`; raises `MalformedAnswer`."""
     try:
-        answer = json.loads(content)
-    except ValueError:
-        raise MalformedAnswer(f"the answer is not JSON: {content[:80]!r}") from None
+        answer = jsonsafe.loads(content)
+    except jsonsafe.JsonRejected as exc:
+        shown = escape_control(bound(content.strip(), 80))
+        raise MalformedAnswer(f"the answer: {exc}; it began {shown}") from None
     validator = _validator(json.dumps(schema, sort_keys=True))
     errors = sorted(validator.iter_errors(answer), key=lambda e: list(e.path))
     if errors:
@@ -138,5 +144,5 @@ def backoff_s(
     ceiling = min(cap_s, base_s * 2 ** max(attempt - 1, 0))
     delay = (rng or random).uniform(0, ceiling)
     if retry_after_s is not None:
-        delay = max(delay, min(retry_after_s, 3600.0))
+        delay = max(delay, min(retry_after_s, MAX_RETRY_AFTER_S))
     return delay

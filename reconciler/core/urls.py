@@ -1,18 +1,49 @@
-"""The endpoint URL policy (DESIGN section 1). Purely computational.
+"""The egress policy (DESIGN sections 1 and 9). Purely computational, no side-effects.
 
-http or https only; no credentials in the URL; no query or fragment; never a link-local or
-cloud-metadata address. Loopback and private addresses are fine: Ollama usually lives there.
+A provider URL is http or https, holds no credentials, query or fragment, and never names a
+link-local or cloud-metadata destination. Loopback and private addresses are fine: Ollama usually
+lives there. The host is normalised the way an HTTP client and a resolver will read it (Unicode
+full stops, compatibility forms, IDNA, trailing dots, numeric forms such as `2852039166` or
+`0xa9.0xfe.0xa9.0xfe`, and IPv6 forms that carry an IPv4 address), so a spelling cannot smuggle a
+forbidden address past the check. The same `check_address` is applied again, at connection time,
+to every address a name resolves to (`reconciler.adapters.providers.egress`).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import socket
+import unicodedata
 from urllib.parse import urlsplit
 
-BLOCKED_HOSTS = frozenset({"metadata.google.internal", "metadata.goog", "metadata"})
-_LINK_LOCAL_V4 = ipaddress.ip_network("169.254.0.0/16")
-_LINK_LOCAL_V6 = ipaddress.ip_network("fe80::/10")
+import idna
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+BLOCKED_HOSTS = frozenset(
+    {
+        "metadata",
+        "metadata.google.internal",
+        "metadata.goog",
+        "instance-data",
+        "instance-data.ec2.internal",
+        "metadata.tencentyun.com",
+        "metadata.azure.internal",
+    }
+)
+# Cloud metadata services outside the link-local ranges.
+_METADATA = {
+    ipaddress.ip_network("fd00:ec2::254/128"): "AWS",
+    ipaddress.ip_network("100.100.100.200/32"): "Alibaba Cloud",
+    ipaddress.ip_network("192.0.0.192/32"): "Oracle Cloud",
+}
+_LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_SIXTOFOUR = ipaddress.ip_network("2002::/16")
+_COMPATIBLE = ipaddress.ip_network("::/96")
+# Full stops a resolver or an IDNA encoder reads as '.': ideographic, full-width, half-width.
+_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
+_NUMERIC_CHARS = frozenset("0123456789abcdefx.")
 
 
 class UrlRejected(ValueError):
@@ -48,64 +79,147 @@ def check_base_url(url: str) -> str:
             "the base URL must not have a query string or fragment",
             "remove everything from '?' or '#' on",
         )
-    host = (parts.hostname or "").rstrip(".")
-    if not host:
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise UrlRejected(
+            "the URL holds white space or control characters",
+            "write the URL without spaces; percent-encode them in a path (%20)",
+        )
+    if not (parts.hostname or "").strip("."):
         raise UrlRejected("the URL has no host", "write it as http://host:port")
     if port == 0:
         raise UrlRejected("port 0 is not a valid port", "use the port the server listens on")
-    _check_host(host)
+    check_host(parts.hostname or "")
     return url.rstrip("/")
+
+
+def check_host(host: str) -> None:
+    """Raise `UrlRejected` when `host` (a name or an address, in any spelling) is forbidden."""
+    name = normalise_host(host)
+    address = numeric_address(name)
+    if address is None:
+        if name in BLOCKED_HOSTS:
+            raise UrlRejected(
+                "the host is a cloud metadata service, which is never a valid endpoint",
+                "point base_url at the model server",
+            )
+        return
+    check_address(address)
+    written = host.strip("[]").rstrip(".").split("%", 1)[0]
+    try:
+        ipaddress.ip_address(written)
+    except ValueError:
+        raise UrlRejected(
+            "the host is an address written in a non-standard form, which hides where it goes",
+            f"write the address the standard way: {address}",
+        ) from None
+
+
+def normalise_host(host: str) -> str:
+    """The host as a client and a resolver read it: ASCII, lower case, no trailing dot.
+
+    Raises `UrlRejected` for a name that no IDNA encoder accepts.
+    """
+    name = unicodedata.normalize("NFKC", host.strip("[]")).translate(_DOTS).lower()
+    if not name.isascii():
+        try:
+            name = idna.encode(name, uts46=True).decode("ascii")
+        except (idna.IDNAError, UnicodeError, ValueError):
+            raise UrlRejected(
+                "the host is not a valid internationalised domain name",
+                "write the host name in ASCII (punycode, xn--...) or fix its characters",
+            ) from None
+    return name.rstrip(".")
+
+
+def numeric_address(host: str) -> Address | None:
+    """The address `host` stands for when it is one, in any form a resolver accepts."""
+    bare = host.strip("[]").split("%", 1)[0]
+    try:
+        return ipaddress.ip_address(bare)
+    except ValueError:
+        pass
+    if bare and set(bare.lower()) <= _NUMERIC_CHARS:
+        return _inet_aton(bare.lower())
+    return None
+
+
+def _inet_aton(text: str) -> ipaddress.IPv4Address | None:
+    """BSD `inet_aton`: 1 to 4 parts, each decimal, octal (0...) or hex (0x...)."""
+    parts = text.split(".")
+    if not 1 <= len(parts) <= 4:
+        return None
+    numbers = []
+    for part in parts:
+        try:
+            if part.startswith("0x"):
+                numbers.append(int(part[2:] or "0", 16))
+            elif part.startswith("0") and len(part) > 1:
+                numbers.append(int(part[1:], 8))
+            else:
+                numbers.append(int(part, 10))
+        except ValueError:
+            return None
+    *head, last = numbers
+    if any(n > 255 for n in head) or last >= 256 ** (4 - len(head)):
+        return None
+    value = last
+    for index, number in enumerate(head):
+        value += number << (8 * (3 - index))
+    return ipaddress.IPv4Address(value)
+
+
+def embedded_ipv4(address: Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries: mapped, compatible, NAT64, 6to4 or Teredo."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.teredo is not None:
+        return address.teredo[1]
+    if address.sixtofour is not None:
+        return address.sixtofour
+    low = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if any(address in net for net in _NAT64):
+        return low
+    if address in _COMPATIBLE and int(address) > 1:
+        return low
+    return None
+
+
+def check_address(address: Address) -> None:
+    """Raise `UrlRejected` when `address`, or the IPv4 address inside it, is forbidden."""
+    inner = embedded_ipv4(address)
+    for candidate in (address, inner):
+        if candidate is not None:
+            _check_one(candidate, shown=address)
+
+
+def _check_one(address: Address, shown: Address) -> None:
+    inside = "" if address == shown else f" ({shown} carries {address})"
+    if address.is_unspecified or address in _THIS_NETWORK:
+        raise UrlRejected(
+            f"the address {address} is not a destination{inside}",
+            "use 127.0.0.1 for this machine",
+        )
+    if address.is_multicast or address == ipaddress.IPv4Address("255.255.255.255"):
+        raise UrlRejected(
+            f"the address {address} is multicast or broadcast, not a server{inside}",
+            "use the server's own address",
+        )
+    if any(address in net for net in _LINK_LOCAL):
+        raise UrlRejected(
+            "link-local addresses (169.254.0.0/16, fe80::/10) are not allowed: they reach "
+            f"cloud metadata services{inside}",
+            "use the server's loopback, private or public address",
+        )
+    for network, cloud in _METADATA.items():
+        if address in network:
+            raise UrlRejected(
+                f"{address} is the {cloud} metadata service, never a valid endpoint{inside}",
+                "point base_url at the model server",
+            )
 
 
 def check_host_address(host: str) -> None:
     """Raise `UrlRejected` when `host` (a name or an address) is one the policy forbids."""
-    _check_host(host.rstrip(".").lower())
-
-
-def _check_host(host: str) -> None:
-    if host.lower() in BLOCKED_HOSTS:
-        raise UrlRejected(
-            "the host is a cloud metadata service, which is never a valid endpoint",
-            "point base_url at the model server",
-        )
-    address, standard = _as_address(host)
-    if address is None:
-        return
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    written = "" if standard else f" (the host is {address}, written as a number)"
-    if address.is_unspecified:
-        raise UrlRejected(
-            f"the unspecified address (0.0.0.0 or ::) is not a destination{written}",
-            "use 127.0.0.1 for this machine",
-        )
-    if address in _LINK_LOCAL_V4 or address in _LINK_LOCAL_V6:
-        raise UrlRejected(
-            "link-local addresses (169.254.0.0/16, fe80::/10) are not allowed: they reach "
-            f"cloud metadata services{written}",
-            "use the server's loopback, private or public address",
-        )
-    if not standard:
-        raise UrlRejected(
-            "the host is a number in a non-standard form, which hides the real address",
-            f"write the address in dotted decimal, e.g. {address}",
-        )
-
-
-def _as_address(
-    host: str,
-) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address | None, bool]:
-    """The address `host` reaches, if it is one, and whether it is written the standard way."""
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0]), True
-    except ValueError:
-        pass
-    # Forms like 2852039166, 0xa9fea9fe or 169.254.43518 reach an address too; inet_aton
-    # decodes them as the resolver would, with no I/O.
-    if all(c in "0123456789abcdefxABCDEFX." for c in host):
-        try:
-            address = ipaddress.IPv4Address(socket.inet_aton(host))
-        except OSError:
-            return None, True
-        return address, str(address) == host
-    return None, True
+    check_host(host)

@@ -210,6 +210,15 @@ def pending_tasks(conn: Connection) -> list[str]:
     return list(conn.execute(query).scalars())
 
 
+def next_due(conn: Connection, tasks: Iterable[str]) -> tuple[datetime, int] | None:
+    """When the earliest queued job of `tasks` is due, and how many are queued; None if none."""
+    query = select(func.min(scoring_jobs.c.not_before), func.count()).where(
+        scoring_jobs.c.status == QUEUED, scoring_jobs.c.task.in_(list(tasks))
+    )
+    earliest, count = conn.execute(query).one()
+    return None if earliest is None else (earliest, count)
+
+
 class _begin:
     """A write transaction; on SQLite an immediate one, so claims never interleave."""
 

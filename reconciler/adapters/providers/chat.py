@@ -2,14 +2,17 @@
 
     CallFailure(detail, transient, retry_after_s)
 
-Transient: connection errors, timeouts, 5xx, 429 (with the server's Retry-After) and answers that
-are not what was asked for; the caller tries the next fallback and retries later. Any other 4xx is
-permanent for that target (a model that is not there, a request the server rejects).
+Transient: connection errors, timeouts, 5xx, 429 (with the server's Retry-After, at most
+MAX_RETRY_AFTER_S) and answers that are not what was asked for; the caller tries the next fallback
+and retries later. Any other 4xx is permanent for that target (a model that is not there, a
+request the server rejects). Whatever the server said is quoted only after every known secret
+value is cut out of it and its control characters are escaped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,10 +21,15 @@ from typing import Any
 
 import httpx
 
+from reconciler.adapters import secrets
 from reconciler.adapters.providers.http import ProbeFailure, request
+from reconciler.core.scoring import MAX_RETRY_AFTER_S
 from reconciler.core.spec import OllamaProvider, OpenAICompatibleProvider, ProviderSpec
+from reconciler.core.text import decode_untrusted
 
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
+MAX_TOKENS = 2**31 - 1  # a token count past this is not a count
+_SECONDS = re.compile(r"[0-9]{1,12}")
 
 
 class CallFailure(Exception):
@@ -85,7 +93,7 @@ async def chat(
         raise CallFailure(exc.detail, transient=True) from None
     _check(answer.status, answer.body, answer.retry_after)
     try:
-        document = answer.json(f"/{path}")
+        document = answer.json(f"/{path}", lenient_ints=True)
     except ProbeFailure as exc:
         raise CallFailure(exc.detail, transient=True) from None
     latency = (time.perf_counter() - started) * 1000
@@ -111,22 +119,25 @@ def _check(status: int, body: bytes, retry_after: str | None) -> None:
 
 
 def _error_text(body: bytes) -> str:
-    text = body[:300].decode("utf-8", "replace").strip()
+    text = decode_untrusted(body, secrets.known())
     return f": {text}" if text else ""
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header: a number of seconds or an HTTP date."""
+    """Seconds from a Retry-After header (seconds or an HTTP date), at most MAX_RETRY_AFTER_S.
+
+    Anything else (`²`, a negative number, a date that does not parse) is no advice at all.
+    """
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if _SECONDS.fullmatch(value):
+        return min(float(value), MAX_RETRY_AFTER_S)
     try:
         moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return max(0.0, moment.timestamp() - time.time())
+    return min(max(0.0, moment.timestamp() - time.time()), MAX_RETRY_AFTER_S)
 
 
 def _ollama_answer(document: Any, latency: float) -> ChatAnswer:
@@ -146,11 +157,15 @@ def _openai_answer(document: Any, latency: float) -> ChatAnswer:
     content = message.get("content") if isinstance(message, dict) else None
     if not isinstance(content, str):
         raise CallFailure("the answer has no message content", transient=True)
-    usage = document.get("usage") if isinstance(document.get("usage"), dict) else {}
+    usage = document.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
     return ChatAnswer(
         content, latency, _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
     )
 
 
 def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """A token count, or None for anything that cannot be one."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS:
+        return value
+    return None

@@ -5,28 +5,34 @@
 Every httpx exception is mapped here, at the boundary, to a Reason and a message that names the
 host and path but never the query string, a header, or a secret. httpx has no total deadline of
 its own (a trickling server resets the read timeout with every byte), so each request runs under
-`asyncio.timeout`.
+`asyncio.timeout`. Every client is made by `make_client`, on the egress-guarded transport; every
+answer is read within a cap on its compressed and inflated size, and parsed as strict JSON.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import ipaddress
-import json
-import socket
 import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
+from reconciler.adapters import secrets
+from reconciler.adapters.providers.bounded import (
+    ACCEPT_ENCODING,
+    BadEncoding,
+    Inflater,
+    TooLarge,
+)
+from reconciler.adapters.providers.egress import EgressRefused, GuardedTransport, Resolver
+from reconciler.core import jsonsafe
 from reconciler.core.readiness import Reason
 from reconciler.core.spec import Endpoint, SecretRef
-from reconciler.core.urls import UrlRejected, check_base_url, check_host_address
+from reconciler.core.text import untrusted
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # a model list of 10,000 entries is well under 1 MiB
 _DNS_ERRORS = ("name or service not known", "temporary failure in name resolution", "nodename")
@@ -68,6 +74,7 @@ def resolve_headers(endpoint: Endpoint, env: Mapping[str, str]) -> dict[str, str
             Reason.secret_missing,
             f"{names} holds characters an HTTP header cannot carry (non-ASCII or line breaks)",
         )
+    secrets.remember(env[ref.env] for ref in endpoint.secret_refs())
     headers = {
         name: env[value.env] if isinstance(value, SecretRef) else value
         for name, value in endpoint.headers.items()
@@ -77,26 +84,41 @@ def resolve_headers(endpoint: Endpoint, env: Mapping[str, str]) -> dict[str, str
     return headers
 
 
+def provider_text(text: str, limit: int = 256) -> str:
+    """A name or message a provider sent, safe to keep and show: no secret, no control codes.
+
+    A real model name holds neither, so a name that did still matches nothing by accident.
+    """
+    return untrusted(text, secrets.known(), limit)
+
+
 def _header_safe(value: str) -> bool:
     return value.isascii() and value.isprintable()
 
 
-def make_client(endpoint: Endpoint, max_connections: int) -> httpx.AsyncClient:
-    """One pooled client for one provider.
+def make_client(
+    endpoint: Endpoint, max_connections: int, resolver: Resolver | None = None
+) -> httpx.AsyncClient:
+    """One pooled client for one provider, on the egress-guarded transport.
 
     Redirects are not followed (a redirect could carry the key to another host); proxies and
     .netrc from the environment are ignored (`trust_env=False`): a probe goes where the file says.
+    Only the encodings `request` can inflate within its cap are asked for.
     """
     timeout = httpx.Timeout(
         endpoint.timeout_s, connect=endpoint.connect_timeout_s, pool=endpoint.connect_timeout_s
+    )
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=4)
+    transport = GuardedTransport(
+        ssl_context=_tls_context(endpoint.verify_tls), limits=limits, resolver=resolver
     )
     return httpx.AsyncClient(
         base_url=endpoint.base_url + "/",
         timeout=timeout,
         follow_redirects=False,
         trust_env=False,
-        verify=_tls_context(endpoint.verify_tls),
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=4),
+        transport=transport,
+        headers={"Accept-Encoding": ACCEPT_ENCODING},
     )
 
 
@@ -104,25 +126,6 @@ def make_client(endpoint: Endpoint, max_connections: int) -> httpx.AsyncClient:
 def _tls_context(verify: bool) -> ssl.SSLContext:
     # Building a context loads the CA bundle (tens of ms); a thousand providers share one.
     return httpx.create_ssl_context(verify=verify, trust_env=False)
-
-
-async def check_destination(base_url: str) -> None:
-    """The URL policy again, now, including what the host name resolves to."""
-    try:
-        check_base_url(base_url)
-        host = urlsplit(base_url).hostname or ""
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            loop = asyncio.get_running_loop()
-            try:
-                infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-            except socket.gaierror:
-                return  # the request itself reports the DNS failure with its reason
-            for info in infos:
-                check_host_address(str(info[4][0]))
-    except UrlRejected as exc:
-        raise ProbeFailure(Reason.provider_unreachable, f"refused to connect: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +137,12 @@ class Answer:
     elapsed_ms: float
     retry_after: str | None = None
 
-    def json(self, what: str) -> Any:
+    def json(self, what: str, *, lenient_ints: bool = False) -> Any:
+        """The body as strict JSON (no NaN, bounded depth and numbers)."""
         try:
-            return json.loads(self.body)
-        except ValueError:
-            raise ProbeFailure(Reason.bad_response, f"{what} is not JSON") from None
+            return jsonsafe.loads(self.body, lenient_ints=lenient_ints)
+        except jsonsafe.JsonRejected as exc:
+            raise ProbeFailure(Reason.bad_response, f"{what}: {exc}") from None
 
 
 async def request(
@@ -158,24 +162,29 @@ async def request(
     started = time.perf_counter()
     try:
         async with client.stream(method, url, headers=headers, json=json_body) as response:
-            body = bytearray()
-            async for chunk in response.aiter_bytes():  # decoded: gzip is fine
-                body += chunk
-                if len(body) > max_bytes:
-                    raise ProbeFailure(
-                        Reason.bad_response,
-                        f"{where(url)} sent more than {max_bytes // 1024} KiB; stopped reading",
-                    )
+            reader = Inflater(response.headers.get("content-encoding"), max_bytes)
+            async for chunk in response.aiter_raw():
+                reader.feed(chunk)
             status = response.status_code
             retry_after = response.headers.get("retry-after")
+    except TooLarge as exc:
+        raise ProbeFailure(
+            Reason.bad_response, f"{where(url)} sent {exc}; stopped reading"
+        ) from None
+    except BadEncoding as exc:
+        raise ProbeFailure(Reason.bad_response, f"{where(url)}: {exc}") from None
     except httpx.HTTPError as exc:
         raise classify(exc, url) from None
-    return Answer(status, bytes(body), (time.perf_counter() - started) * 1000, retry_after)
+    elapsed = (time.perf_counter() - started) * 1000
+    return Answer(status, bytes(reader.body), elapsed, retry_after)
 
 
 def classify(exc: httpx.HTTPError, url: httpx.URL) -> ProbeFailure:
     """The readiness reason of a transport error, with a message that holds no secret."""
     place = where(url)
+    refused = _cause(exc, EgressRefused)
+    if refused is not None:
+        return ProbeFailure(Reason.provider_unreachable, f"refused to connect: {refused}")
     if isinstance(exc, httpx.PoolTimeout):
         return ProbeFailure(Reason.timeout, f"no free local connection to {place} in time")
     if isinstance(exc, httpx.ConnectTimeout):
@@ -200,16 +209,28 @@ def classify(exc: httpx.HTTPError, url: httpx.URL) -> ProbeFailure:
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    return _cause(exc, kind) is not None
+
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def _cause(exc: BaseException, kind: type[_E]) -> _E | None:
+    """The first exception of `kind` in `exc`'s chain of causes, or None."""
     seen: BaseException | None = exc
     for _ in range(8):
         if seen is None:
-            return False
+            return None
         if isinstance(seen, kind):
-            return True
+            return seen
         if isinstance(seen, ExceptionGroup):
-            return any(_caused_by(inner, kind) for inner in seen.exceptions)
+            for inner in seen.exceptions:
+                found = _cause(inner, kind)
+                if found is not None:
+                    return found
+            return None
         seen = seen.__cause__ or seen.__context__
-    return False
+    return None
 
 
 def check_status(answer: Answer, url_path: str, *, loading_503: bool = False) -> None:

@@ -15,7 +15,12 @@ from typing import Any
 
 import httpx
 
-from reconciler.adapters.providers.http import ProbeFailure, check_status, request
+from reconciler.adapters.providers.http import (
+    ProbeFailure,
+    check_status,
+    provider_text,
+    request,
+)
 from reconciler.adapters.providers.observation import Observation
 from reconciler.core.readiness import Reason, model_matches
 
@@ -75,7 +80,7 @@ async def _version(client: httpx.AsyncClient, headers: Mapping[str, str]) -> str
     version = body.get("version") if isinstance(body, dict) else None
     if not isinstance(version, str):
         raise ProbeFailure(Reason.bad_response, "/api/version has no version: not Ollama?")
-    return version
+    return provider_text(version, limit=64)
 
 
 async def _tags(client: httpx.AsyncClient, headers: Mapping[str, str]) -> dict[str, str]:
@@ -103,7 +108,7 @@ def _models(body: Any, what: str) -> dict[str, str]:
             digest = entry.get("digest")
             for key in ("name", "model"):
                 if isinstance(name := entry.get(key), str):
-                    found[name] = digest if isinstance(digest, str) else ""
+                    found[provider_text(name)] = digest if isinstance(digest, str) else ""
     return found
 
 
@@ -119,4 +124,4 @@ async def _capabilities(
     reported = body.get("capabilities") if isinstance(body, dict) else None
     if not isinstance(reported, list):
         return frozenset()
-    return frozenset(c for c in reported if isinstance(c, str))
+    return frozenset(provider_text(c, limit=64) for c in reported if isinstance(c, str))

@@ -10,7 +10,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from reconciler.adapters.providers.http import ProbeFailure, check_status, request
+from reconciler.adapters.providers.http import (
+    ProbeFailure,
+    check_status,
+    provider_text,
+    request,
+)
 from reconciler.adapters.providers.observation import Observation
 from reconciler.core.readiness import Reason
 
@@ -42,7 +47,7 @@ async def probe_openai_compatible(
     if not isinstance(data, list):
         raise ProbeFailure(Reason.bad_response, f"/{path} has no `data` list")
     ids = {
-        entry["id"]
+        provider_text(entry["id"])
         for entry in data
         if isinstance(entry, dict) and isinstance(entry.get("id"), str)
     }

@@ -20,7 +20,6 @@ import httpx
 
 from reconciler.adapters.providers.http import (
     ProbeFailure,
-    check_destination,
     make_client,
     resolve_headers,
 )
@@ -160,7 +159,6 @@ class Prober:
     async def _observe(self, target: Target) -> Observation:
         spec = target.spec
         headers = resolve_headers(spec.endpoint, os.environ if self._env is None else self._env)
-        await check_destination(spec.endpoint.base_url)
         client = await self._client(target)
         if isinstance(spec, OllamaProvider):
             memory = self._memory.setdefault(target.name, OllamaMemory())
