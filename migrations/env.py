@@ -1,7 +1,9 @@
 """Alembic environment: takes a connection from the caller, else the URL from settings.
 
 Migrations run under a lock (a PostgreSQL advisory lock; SQLite BEGIN IMMEDIATE), so several
-processes upgrading the same fresh database at once all succeed, one after the other.
+processes upgrading the same fresh database at once all succeed, one after the other. `alembic
+check` compares the application's tables and the migrations' own bookkeeping
+(`schema_table_origins`) alike.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from alembic import context
 from sqlalchemy import Connection, text
 
 from reconciler.adapters.db.engine import make_engine
+from reconciler.adapters.db.migrate import bookkeeping
 from reconciler.adapters.db.tables import metadata
 from reconciler.settings import Settings
 
@@ -21,7 +24,7 @@ config = context.config
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
-        target_metadata=metadata,
+        target_metadata=[metadata, bookkeeping],
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )

@@ -21,5 +21,12 @@ def upgrade() -> None:
     ${upgrades if upgrades else "pass"}
 
 
+def removes(bind: sa.Connection) -> list[str]:
+    """The tables (and `table.column`s) downgrade() drops, for `reconciler db downgrade` to
+    report and count before it runs. A table this revision may adopt rather than create must be
+    recorded in schema_table_origins, and left out here unless it was created."""
+    return []
+
+
 def downgrade() -> None:
     ${downgrades if downgrades else "pass"}

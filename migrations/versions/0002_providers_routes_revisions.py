@@ -168,6 +168,11 @@ def _legacy_config(base_url: str) -> dict[str, object]:
     }
 
 
+def removes(bind: sa.Connection) -> list[str]:
+    """The tables and columns downgrade() drops, for `reconciler db downgrade` to report."""
+    return ["reconcile_revisions", "reconcile_state", "llm_task_routes", "llm_provider_configs"]
+
+
 def downgrade() -> None:
     op.drop_table("reconcile_revisions")
     op.drop_table("reconcile_state")

@@ -37,5 +37,10 @@ def upgrade() -> None:
     )
 
 
+def removes(bind: sa.Connection) -> list[str]:
+    """The tables and columns downgrade() drops, for `reconciler db downgrade` to report."""
+    return ["task_readiness"]
+
+
 def downgrade() -> None:
     op.drop_table("task_readiness")

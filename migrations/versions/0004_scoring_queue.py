@@ -48,6 +48,11 @@ def upgrade() -> None:
     op.create_index("ix_scoring_jobs_claim", "scoring_jobs", ["status", "not_before"])
 
 
+def removes(bind: sa.Connection) -> list[str]:
+    """The tables and columns downgrade() drops, for `reconciler db downgrade` to report."""
+    return ["scoring_jobs", "llm_task_routes.output_schema", "llm_task_routes.prompt"]
+
+
 def downgrade() -> None:
     op.drop_index("ix_scoring_jobs_claim", table_name="scoring_jobs")
     op.drop_table("scoring_jobs")

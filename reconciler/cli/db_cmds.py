@@ -37,14 +37,26 @@ def db_upgrade(
 def db_downgrade(
     ctx: typer.Context,
     revision: Annotated[str, typer.Argument(help="Target revision, or 'base' for none.")],
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Drop tables and columns that hold data.")
+    ] = False,
 ) -> int:
-    """Migrate the database schema down to REVISION."""
+    """Migrate the database schema down to REVISION, saying first what it drops.
+
+    A downgrade that drops data, or the whole schema ('base'), is refused without --yes.
+    Tables that were there before reconciler's first migration are never dropped.
+    """
     url = settings_of(ctx).database_url
     with open_database(url) as engine:
-        before = migrate.current_revision(engine)
-        migrate.downgrade(engine, revision)
-        after = migrate.current_revision(engine)
-    out.print(f"{safe_url(url)}: schema downgraded {before} -> {after or '(empty)'}")
+        plan = migrate.plan_downgrade(engine, revision)
+        if not plan.steps:
+            out.print(f"{safe_url(url)}: schema already at {plan.current or '(empty)'}")
+            return 0
+        if not yes:
+            plan.raise_if_unsafe()
+        out.print(f"{safe_url(url)}: downgrading {plan.span} {plan.describe('drops')}")
+        done = migrate.downgrade(engine, revision, allow_loss=yes)
+    out.print(f"{safe_url(url)}: schema downgraded {done.span}; {done.describe('dropped')}")
     return 0
 
 
