@@ -4,6 +4,11 @@ Level-triggered: an event of any kind means "re-read the directory"; the reader 
 changed by content. The directory is watched, never single files (a watch on a file goes blind
 after an editor's atomic replace). When the directory vanishes, or inotify is not available, the
 watcher falls back to polling and comes back when it can.
+
+Symlinked directories are watched through, as the reader follows them; a watch only sees the
+ones present when it starts, so a symlink to a directory that appears (or is re-pointed) starts
+the watch again. An event that watchfiles cannot deliver (a file name that is not UTF-8) still
+means "something changed".
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ from contextlib import aclosing, suppress
 from pathlib import Path
 
 import watchfiles
+from watchfiles._rust_notify import WatchfilesRustInternalError
+
+from reconciler.core.text import escape_control
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +40,7 @@ async def watch_directory(
 ) -> None:
     """Call `changed()` after every burst of filesystem events under `directory`, until `stop`."""
     polling = force_polling
+    undelivered: str | None = None  # the last such error logged: once, not on every event
     while not stop.is_set():
         if not directory.is_dir():
             await _wait(stop, RETRY_S)
@@ -49,13 +58,21 @@ async def watch_directory(
                 raise
             log.warning("cannot watch %s (%s); polling instead", directory, exc)
             polling = True
+        except WatchfilesRustInternalError as exc:
+            if str(exc) != undelivered:
+                undelivered = str(exc)
+                reason = escape_control(str(exc))
+                log.warning("watching %s: %s; reading the directory again", directory, reason)
+            changed()
+            await _wait(stop, DEBOUNCE_MS / 1000)  # never a busy loop, whatever it raises
         # Otherwise the directory went away or was replaced: watch it again, or wait for it.
 
 
 async def _watch(
     directory: Path, changed: Callable[[], None], stop: asyncio.Event, polling: bool | None
 ) -> None:
-    """Watch until `stop`, or until `directory` is removed or replaced (then return).
+    """Watch until `stop`, or until `directory` is removed or replaced, or a symlink to a
+    directory appears below it (then return, to be watched again).
 
     A watch follows the directory's inode: once that is deleted (`rm -r`, even when a new
     directory of the same name follows at once, maybe with the same inode number) no event ever
@@ -78,14 +95,31 @@ async def _watch(
         ignore_permission_denied=True,
     )
     async with aclosing(batches):
-        async for batch in batches:
-            if batch:
-                changed()
-            gone = any(c == watchfiles.Change.deleted and p in names for c, p in batch)
-            if gone or _identity(directory) != watched:
-                log.warning("config directory %s was removed or replaced", directory)
-                changed()
-                return
+        try:
+            async for batch in batches:
+                if batch:
+                    changed()
+                gone = any(c == watchfiles.Change.deleted and p in names for c, p in batch)
+                if gone or _identity(directory) != watched:
+                    log.warning("config directory %s was removed or replaced", directory)
+                    changed()
+                    return
+                if any(_is_linked_directory(p) for c, p in batch if c != watchfiles.Change.deleted):
+                    log.info("a symlinked directory under %s changed; watching it again", directory)
+                    return
+        except* WatchfilesRustInternalError as group:  # awatch raises it from a task group
+            raise group.exceptions[0] from None
+
+
+def _is_linked_directory(path: str) -> bool:
+    """A symlink to a directory that the reader follows (dot directories it skips)."""
+    link = Path(path)
+    if link.name.startswith("."):
+        return False
+    try:
+        return link.is_symlink() and link.is_dir()
+    except OSError:  # cannot be examined: the reader reports it
+        return False
 
 
 def _identity(directory: Path) -> tuple[int, int] | None:

@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 
 from reconciler import reconcile
 from reconciler.adapters.db.engine import first_line
-from reconciler.adapters.files import load_sources
+from reconciler.adapters.files import display_name, load_sources
 from reconciler.core.config import ConfigLoader, DesiredState
 from reconciler.core.plan import Op, Plan
 from reconciler.daemon.metrics import Metrics
@@ -137,8 +137,8 @@ class ReconcileWorker:
         return sources  # still changing after many rounds: go with the latest read
 
     def read_sources(self) -> Sources:
-        """The config files; None when the directory or every file is gone; the problem when
-        a file cannot be read (a dangling symlink, a file removed during the scan)."""
+        """The config files; None when the directory or every file is gone; the problems when
+        one cannot be read (a dangling symlink, a FIFO, a directory that cannot be listed)."""
         try:
             return load_sources([self.config_dir])
         except ConfigInvalid as exc:
@@ -349,8 +349,8 @@ def _digest(sources: Sources) -> str:
 
 def _missing_message(directory: Path) -> str:
     return (
-        f"source missing: {directory} has no config files (or is gone); keeping the database "
-        "as it is, nothing is deleted"
+        f"source missing: {display_name(directory)} has no config files (or is gone); keeping "
+        "the database as it is, nothing is deleted"
     )
 
 
