@@ -8,7 +8,7 @@ import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -23,9 +23,11 @@ from reconciler.cli.app import app, settings_of
 from reconciler.cli.console import err, out
 from reconciler.cli.database import open_database
 from reconciler.cli.state_cmds import FormatOption, OutputFormat
+from reconciler.core import jsonsafe
 from reconciler.core.readiness import SERVABLE
 from reconciler.core.scoring import JobInput
 from reconciler.core.spec import NAME_HINT, NAME_PATTERN
+from reconciler.core.text import escape_control
 from reconciler.errors import Problem, StateError
 from reconciler.render import problems_text
 from reconciler.scoring import ScoringWorker, percentile
@@ -42,8 +44,9 @@ def enqueue(
     """Add items to the scoring queue; an item already queued for the task is skipped."""
     if not re.fullmatch(NAME_PATTERN, task):
         raise StateError(f"task {task!r} is not a valid name: {NAME_HINT}")
-    name = "<stdin>" if source == "-" else source
-    items, repeated = _read_items(name, sys.stdin if source == "-" else None)
+    path = None if source == "-" else Path(source)
+    name = "<stdin>" if path is None else escape_control(source)
+    items, repeated = _read_items(name, path)
     settings = settings_of(ctx)
     with open_database(settings.database_url) as engine:
         migrate.require_current(engine)
@@ -60,11 +63,16 @@ def enqueue(
     return 0
 
 
-def _read_items(name: str, stream: TextIO | None) -> tuple[list[tuple[str, dict[str, Any]]], int]:
+def _read_items(name: str, path: Path | None) -> tuple[list[tuple[str, dict[str, Any]]], int]:
     """Every line as (id, payload), and how many lines repeated an earlier line's id (the
-    first line with an id wins); every bad line reported with its number, nothing added."""
+    first line with an id wins); every bad line reported with its number, nothing added.
+
+    `name` is how the source is shown; `path` is None for standard input.
+    """
     try:
-        lines = (stream.read() if stream else Path(name).read_text("utf-8")).splitlines()
+        # JSON lines end at "\n" only: a JSON string may hold U+2028 or "\x1c", which
+        # `splitlines` would also split at, and every later line number would be off.
+        lines = (path.read_text("utf-8") if path else sys.stdin.read()).split("\n")
     except OSError as exc:
         raise StateError(f"cannot read {name}: {exc.strerror}") from None
     except UnicodeDecodeError:
@@ -97,16 +105,15 @@ def _read_items(name: str, stream: TextIO | None) -> tuple[list[tuple[str, dict[
 
 def _item(name: str, number: int, line: str, problems: list[Problem]) -> JobInput | None:
     try:
-        value = json.loads(line)
-    except json.JSONDecodeError as exc:
-        hint = "write one JSON object per line"
-        problems.append(Problem(name, number, exc.colno, "", "json", f"not JSON: {exc.msg}", hint))
+        value = jsonsafe.loads(line)
+    except jsonsafe.JsonRejected as exc:
+        problems.append(_json_problem(name, number, exc))
         return None
     try:
         return JobInput.model_validate(value)
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
-        path = ".".join(str(p) for p in first["loc"])
+        path = escape_control(".".join(str(p) for p in first["loc"]))
         problems.append(
             Problem(
                 name,
@@ -119,6 +126,16 @@ def _item(name: str, number: int, line: str, problems: list[Problem]) -> JobInpu
             )
         )
         return None
+
+
+def _json_problem(name: str, number: int, exc: jsonsafe.JsonRejected) -> Problem:
+    """A line that is not JSON within bounds, at the column the parser stopped when known."""
+    syntax = exc.__context__  # the parser's own error, when the text is not JSON at all
+    if isinstance(syntax, json.JSONDecodeError):
+        column, message = syntax.colno, f"not JSON: {syntax.msg}"
+    else:
+        column, message = 1, f"not JSON: {exc}"
+    return Problem(name, number, column, "", "json", message, "write one JSON object per line")
 
 
 @app.command()

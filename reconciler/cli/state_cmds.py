@@ -10,19 +10,32 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from sqlalchemy import Engine
 
 from reconciler import readiness, reconcile
 from reconciler.adapters.db import store
-from reconciler.adapters.export import export_documents, write_export
+from reconciler.adapters.export import export_files, write_export
 from reconciler.adapters.plugins import load_registry
 from reconciler.cli.app import app, settings_of
 from reconciler.cli.console import err, out
 from reconciler.cli.database import open_database
+from reconciler.core import jsonsafe
 from reconciler.core.config import ConfigLoader, DesiredState
-from reconciler.core.plan_doc import plan_document, plan_from_document
+from reconciler.core.plan import Plan, state_digest
+from reconciler.core.plan_doc import (
+    AGAIN,
+    content_problems,
+    plan_document,
+    plan_from_document,
+    reference_problems,
+)
+from reconciler.core.registry import ProviderRegistry
+from reconciler.core.text import escape_control
 from reconciler.errors import ConfigInvalid, StateError
 from reconciler.render import plan_text, problems_text
 from reconciler.settings import Settings
+
+MAX_HISTORY = 10_000
 
 
 class OutputFormat(StrEnum):
@@ -31,6 +44,24 @@ class OutputFormat(StrEnum):
 
 
 FormatOption = Annotated[OutputFormat, typer.Option("--format", help="Output format.")]
+
+
+def _refuse(problems: list[str], outcome: str, where: str = "") -> None:
+    """Raise when there are problems: one line each, then (for several) a count of them."""
+    lines = [f"{where}: {p}" if where else p for p in problems]
+    if len(lines) == 1:
+        raise StateError(escape_control(f"{lines[0]}; {outcome}"))
+    if lines:
+        for line in lines:
+            err.print(escape_control(line))
+        place = f" in {where}" if where else ""
+        raise StateError(escape_control(f"{len(lines)} problems{place}; {outcome}"))
+
+
+def _show_plan(the_plan: Plan) -> None:
+    """The plan as text, every control character a file or a row could carry escaped."""
+    text = plan_text(the_plan, reconcile.summary_line(the_plan))
+    out.print("\n".join(escape_control(line) for line in text.split("\n")))
 
 
 def _desired(settings: Settings) -> DesiredState:
@@ -68,7 +99,7 @@ def plan(
     if output is OutputFormat.json:
         sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     else:
-        out.print(plan_text(the_plan, reconcile.summary_line(the_plan)))
+        _show_plan(the_plan)
     if out_file is not None:
         _write_plan_file(out_file, document)
         if output is OutputFormat.text:
@@ -90,19 +121,54 @@ def _warn_unservable(state: DesiredState) -> None:
 
 
 def _write_plan_file(path: Path, document: dict[str, Any]) -> None:
+    """Save the plan, refused when `apply FILE` could not read it back (a NaN or a huge number
+    held by a row or the files)."""
+    shown = escape_control(str(path))
+    text = json.dumps(document, indent=2, ensure_ascii=False)
     try:
-        path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", "utf-8")
+        jsonsafe.loads(text)
+    except jsonsafe.JsonRejected as exc:
+        raise StateError(
+            f"the plan was not saved to {shown}: it is not plain JSON ({exc}), so apply could "
+            "not read it back; change that value in the files or the database"
+        ) from None
+    try:
+        path.write_text(text + "\n", "utf-8")
     except OSError as exc:
-        raise StateError(f"cannot write the plan to {path}: {exc.strerror}") from None
+        raise StateError(f"cannot write the plan to {shown}: {exc.strerror}") from None
 
 
-def _read_plan_file(path: Path) -> Any:
+def _read_saved_plan(path: Path, registry: ProviderRegistry) -> Plan:
+    """The saved plan in `path`, refused unless every row it writes is a valid declaration."""
+    shown = escape_control(str(path))
     try:
-        return json.loads(path.read_text("utf-8"))
+        data = path.read_bytes()
     except OSError as exc:
-        raise StateError(f"cannot read the plan {path}: {exc.strerror}") from None
-    except ValueError:
-        raise StateError(f"{path} is not a saved plan (not JSON)") from None
+        raise StateError(f"cannot read the plan {shown}: {exc.strerror}") from None
+    try:
+        document = jsonsafe.loads(data)
+    except jsonsafe.JsonRejected as exc:
+        raise StateError(f"{shown} is not a saved plan: {exc}; {AGAIN}") from None
+    try:
+        saved = plan_from_document(document)
+    except StateError as exc:
+        raise StateError(escape_control(f"{shown}: {exc}")) from None
+    _refuse(content_problems(saved, registry), f"nothing was applied; {AGAIN}", shown)
+    return saved
+
+
+def _check_references(engine: Engine, path: Path, saved: Plan) -> None:
+    """Routes the saved plan writes must name providers that exist once it is applied.
+
+    Checked against the state the plan was made for; on any other state apply refuses the
+    plan as stale, inside its lock.
+    """
+    reconcile.require_schema(engine)
+    with engine.connect() as conn:
+        observed = store.read_observed(conn)
+    if state_digest(observed) == saved.base_digest:
+        problems = reference_problems(saved, observed)
+        _refuse(problems, f"nothing was applied; {AGAIN}", escape_control(str(path)))
 
 
 @app.command()
@@ -122,9 +188,12 @@ def apply(
 ) -> int:
     """Apply the files (or a saved plan) to the database, in one locked transaction."""
     settings = settings_of(ctx)
-    saved = plan_from_document(_read_plan_file(plan_file)) if plan_file else None
+    registry = load_registry()
+    saved = _read_saved_plan(plan_file, registry) if plan_file else None
     state = None if saved else _desired(settings)
     with open_database(settings.database_url) as engine:
+        if plan_file is not None and saved is not None:
+            _check_references(engine, plan_file, saved)
         result = reconcile.apply(
             engine,
             state,
@@ -132,7 +201,7 @@ def apply(
             allow_mass_delete=allow_mass_delete,
             lock_timeout=lock_timeout,
             config_dir=settings.config_dir,
-            registry=load_registry(),
+            registry=registry,
         )
     if output is OutputFormat.json:
         document = {
@@ -142,7 +211,7 @@ def apply(
         }
         sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
         return 0
-    out.print(plan_text(result.plan, reconcile.summary_line(result.plan)))
+    _show_plan(result.plan)
     if result.applied:
         out.print(f"Apply complete: generation {result.generation}.")
     else:
@@ -161,22 +230,35 @@ def export(
         reconcile.require_schema(engine)
         with engine.connect() as conn:
             observed = store.read_observed(conn)
-    files = export_documents(observed, load_registry())
+    files, problems = export_files(observed, load_registry())
+    _refuse(problems, "nothing was exported: fix or remove these rows, then export again")
     try:
         written = write_export(out_dir, files)
     except OSError as exc:
-        raise StateError(f"cannot write to {out_dir}: {exc.strerror}") from None
+        shown = escape_control(str(out_dir))
+        raise StateError(f"cannot write to {shown}: {exc.strerror}") from None
     for path in written:
-        out.print(f"wrote {path}")
+        out.print(escape_control(f"wrote {path}"))
     if not written:
         out.print("the database holds no providers or routes; nothing written")
     return 0
 
 
+def _history_limit(value: int) -> int:
+    if not 1 <= value <= MAX_HISTORY:
+        raise typer.BadParameter(f"give a number of revisions from 1 to {MAX_HISTORY}")
+    return value
+
+
 @app.command()
 def history(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="How many revisions.")] = 20,
+    limit: Annotated[
+        int,
+        typer.Option(
+            "--limit", callback=_history_limit, help=f"How many revisions, 1 to {MAX_HISTORY}."
+        ),
+    ] = 20,
     output: FormatOption = OutputFormat.text,
 ) -> int:
     """List the applies that changed something, newest first."""
