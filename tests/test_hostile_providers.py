@@ -409,3 +409,15 @@ def test_an_unexpected_error_in_a_call_is_a_true_failure_and_the_fallback_answer
     row = scoring.rows()["a"]
     assert stats.done == 1, row
     assert row["provider"] == "backup"
+
+
+def test_score_alone_works_the_queue_once_and_exits(
+    scoring: Scoring, fake: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOSTILE_KEY", SECRET)
+    url = fake.add("local", models=[LLAMA], chat=answering())
+    scoring.apply(url)
+    scoring.enqueue("a", "b")
+    result = scoring.cli("--database-url", scoring.url, "score")
+    assert result.code == 0, result.output
+    assert "scored 2, retried 0, dead 0" in result.stdout

@@ -25,7 +25,7 @@ from reconciler.cli.database import open_database
 from reconciler.cli.state_cmds import FormatOption, OutputFormat
 from reconciler.core import jsonsafe
 from reconciler.core.readiness import SERVABLE
-from reconciler.core.scoring import JobInput
+from reconciler.core.scoring import MAX_RETRY_AFTER_S, JobInput
 from reconciler.core.spec import NAME_HINT, NAME_PATTERN
 from reconciler.core.text import escape_control
 from reconciler.errors import Problem, StateError
@@ -177,14 +177,27 @@ def jobs(ctx: typer.Context, output: FormatOption = OutputFormat.text) -> int:
     return 0
 
 
+def _say_wait(seconds: float, count: int) -> None:
+    err.print(
+        f"waiting {seconds:.0f} s for {count} queued job(s) to be due: a provider asked to be "
+        f"retried later (a Retry-After is honoured up to {MAX_RETRY_AFTER_S:.0f} s)"
+    )
+
+
 @app.command()
 def score(
     ctx: typer.Context,
-    once: Annotated[bool, typer.Option("--once", help="Work the queue until empty, then exit.")],
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once", help="Work the queue until nothing is due, then exit (the default)."
+        ),
+    ] = True,
 ) -> int:
-    """Score queued items through their routes: probe readiness, then work the queue."""
-    if not once:
-        raise StateError("`score` runs only with --once; `reconciler run` scores continuously")
+    """Score queued items through their routes: probe readiness, work the queue, then exit.
+
+    `reconciler run` scores continuously.
+    """
     settings = settings_of(ctx)
     registry = load_registry()
     with open_database(settings.database_url) as engine:
@@ -195,7 +208,8 @@ def score(
                 err.print(
                     f"{verdict.task}: {verdict.status.value} ({verdict.detail}); its jobs wait"
                 )
-        stats = asyncio.run(ScoringWorker(engine, registry).drain(servable))
+        worker = ScoringWorker(engine, registry, on_wait=_say_wait)
+        stats = asyncio.run(worker.drain(servable))
         with engine.connect() as conn:
             counted = queue.counts(conn)
     waiting = sum(n for (task, status), n in counted.items() if status == queue.QUEUED)

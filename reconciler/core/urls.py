@@ -103,15 +103,28 @@ def check_host(host: str) -> None:
                 "point base_url at the model server",
             )
         return
-    check_address(address)
     written = host.strip("[]").rstrip(".").split("%", 1)[0]
+    standard = _is_address(written)
     try:
-        ipaddress.ip_address(written)
-    except ValueError:
+        check_address(address)
+    except UrlRejected as exc:
+        if standard:
+            raise
+        note = f" (the host is {address}, written in another form)"
+        raise UrlRejected(f"{exc}{note}", exc.hint) from None
+    if not standard:
         raise UrlRejected(
             "the host is an address written in a non-standard form, which hides where it goes",
             f"write the address the standard way: {address}",
-        ) from None
+        )
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def normalise_host(host: str) -> str:
