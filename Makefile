@@ -1,35 +1,43 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+PIP    := $(BIN)/pip --quiet --disable-pip-version-check
+# Running needs the runtime only; linting, type checks and tests add the development tools.
+RUNTIME := $(VENV)/.installed-runtime
+DEV     := $(VENV)/.installed
 
-.PHONY: install lint typecheck test bench run schema clean
+.PHONY: install install-runtime lint typecheck test bench run schema clean
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+$(RUNTIME): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -e .
+	touch $(RUNTIME)
 
-install: $(STAMP)
+$(DEV): $(RUNTIME)
+	$(PIP) install -e '.[dev]'
+	touch $(DEV)
 
-lint: $(STAMP)
-	$(BIN)/ruff check reconciler tests bench migrations
-	$(BIN)/ruff format --check reconciler tests bench migrations
+install-runtime: $(RUNTIME)
 
-typecheck: $(STAMP)
+install: $(DEV)
+
+lint: $(DEV)
+	$(BIN)/ruff check reconciler tests bench
+	$(BIN)/ruff format --check reconciler tests bench
+
+typecheck: $(DEV)
 	$(BIN)/mypy reconciler
 
 test: lint typecheck
 	$(BIN)/pytest
 
-bench: $(STAMP)
+bench: $(DEV)
 	$(BIN)/python -m bench
 
-schema: $(STAMP)
+schema: $(RUNTIME)
 	$(BIN)/reconciler schema --out reconciler.schema.json
 
-run: $(STAMP)
+run: $(RUNTIME)
 	$(BIN)/reconciler validate config
 	$(BIN)/reconciler db upgrade
 	$(BIN)/reconciler run

@@ -13,19 +13,20 @@ from collections.abc import Iterable
 
 from reconciler.core.text import MIN_SECRET_LENGTH
 
-_lock = threading.Lock()
-_values: frozenset[str] = frozenset()
+
+class _Known:
+    lock = threading.Lock()
+    values: frozenset[str] = frozenset()
 
 
 def remember(values: Iterable[str]) -> None:
     """Add secret values to cut out of every text that leaves the process."""
-    global _values
-    fresh = {v for v in values if len(v) >= MIN_SECRET_LENGTH} - _values
+    fresh = {v for v in values if len(v) >= MIN_SECRET_LENGTH} - _Known.values
     if fresh:
-        with _lock:
-            _values = _values | fresh
+        with _Known.lock:
+            _Known.values = _Known.values | fresh
 
 
 def known() -> frozenset[str]:
     """Every secret value resolved so far."""
-    return _values
+    return _Known.values

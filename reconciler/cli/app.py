@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from reconciler import logs
+from reconciler import __version__, logs
 from reconciler.errors import StateError
 from reconciler.settings import LogFormat, Settings
 
@@ -29,6 +29,12 @@ class Context:
     settings: Settings
 
 
+def _print_version(given: bool) -> None:
+    if given:
+        typer.echo(f"reconciler {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
@@ -41,6 +47,12 @@ def root(
         typer.Option("--config", help="Config directory [env RECONCILER_CONFIG_DIR]."),
     ] = None,
     verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More logs.")] = 0,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
     log_format: Annotated[
         LogFormat | None,
         typer.Option("--log-format", help="Log format [env RECONCILER_LOG_FORMAT]."),

@@ -108,9 +108,9 @@ class DowngradePlan:
 
 
 def migrations_dir() -> Path:
-    """The migrations/ directory: $RECONCILER_MIGRATIONS_DIR, else the one beside the package."""
+    """The migrations: $RECONCILER_MIGRATIONS_DIR, else those shipped inside the package."""
     configured = os.environ.get(MIGRATIONS_ENV)
-    return Path(configured) if configured else Path(__file__).resolve().parents[3] / "migrations"
+    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "migrations"
 
 
 def _config() -> Config:

@@ -68,23 +68,23 @@ class StaticResolver:
         return list(found)
 
 
-_resolver: Resolver = SystemResolver()
+class _Default:
+    resolver: Resolver = SystemResolver()
 
 
 def current_resolver() -> Resolver:
     """The resolver new clients use."""
-    return _resolver
+    return _Default.resolver
 
 
 @contextmanager
 def using_resolver(resolver: Resolver) -> Iterator[Resolver]:
     """Make new clients resolve names through `resolver` while the block runs."""
-    global _resolver
-    previous, _resolver = _resolver, resolver
+    previous, _Default.resolver = _Default.resolver, resolver
     try:
         yield resolver
     finally:
-        _resolver = previous
+        _Default.resolver = previous
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
