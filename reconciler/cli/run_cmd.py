@@ -13,6 +13,7 @@ from reconciler.adapters.plugins import load_registry
 from reconciler.cli.app import app, settings_of
 from reconciler.cli.database import open_database, safe_url
 from reconciler.daemon.app import Daemon, DaemonOptions
+from reconciler.daemon.web import parse_allow_hosts
 from reconciler.errors import StateError
 
 
@@ -37,6 +38,16 @@ def run(
     http: Annotated[
         str, typer.Option("--http", help="Where to serve health, metrics and the status page.")
     ] = "127.0.0.1:8787",
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            envvar="RECONCILER_ALLOW_HOSTS",
+            metavar="NAME",
+            help="Also answer requests whose Host is NAME (repeatable or comma-separated; "
+            "`*` answers any). localhost, IP addresses and the --http host always are.",
+        ),
+    ] = None,
     once: Annotated[
         bool, typer.Option("--once", help="Reconcile and check readiness once, then exit.")
     ] = False,
@@ -67,6 +78,7 @@ def run(
         config_dir=settings.config_dir,
         database_label=safe_url(settings.database_url),
         http=parse_http(http),
+        allow_hosts=parse_allow_hosts(allow_host or ()),
         once=once,
         migrate=migrate,
         resync_s=resync,

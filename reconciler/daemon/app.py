@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import time
 from collections.abc import Coroutine
 from contextlib import suppress
@@ -35,9 +36,16 @@ from reconciler.core.registry import ProviderRegistry
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.readiness_loop import ReadinessLoop
 from reconciler.daemon.state import DaemonState
-from reconciler.daemon.web import create_app, make_server
+from reconciler.daemon.web import (
+    bind_sockets,
+    create_app,
+    exposure_warning,
+    host_policy,
+    make_server,
+    shown_address,
+)
 from reconciler.daemon.worker import ReconcileWorker, WorkerOptions
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ReconcilerError, StateError
 from reconciler.scoring import ScoringWorker
 
 log = logging.getLogger(__name__)
@@ -59,6 +67,7 @@ class DaemonOptions:
     config_dir: Path
     database_label: str
     http: tuple[str, int] | None = ("127.0.0.1", 8787)
+    allow_hosts: tuple[str, ...] = ()  # Host names answered besides the defaults; `*`: any
     once: bool = False
     migrate: bool = False
     resync_s: float = 60.0
@@ -97,12 +106,38 @@ class Daemon:
         self.worker.on_applied = self.readiness.poke
         self.scorer = ScoringWorker(engine, registry, on_finished=self.metrics.job_finished)
         self.server = None
+        self.sockets: list[socket.socket] = []
+        bind_host = options.http[0] if options.http is not None else "127.0.0.1"
+        self.hosts = host_policy(bind_host, options.allow_hosts)
         if options.http is not None:
-            app = create_app(engine, self.state, self.metrics)
+            app = create_app(engine, self.state, self.metrics, self.hosts)
             self.server = make_server(app, *options.http)
 
     async def run(self) -> int:
-        """Check the schema, reconcile once, then run until stopped. Returns the exit code."""
+        """Claim the HTTP port, check the schema, reconcile once, then run until stopped.
+
+        Returns the exit code. A port that cannot be had is one logged line and exit 1, before
+        anything has started.
+        """
+        if self.options.http is not None and not self.options.once:
+            try:
+                self._listen(*self.options.http)
+            except StateError as exc:
+                log.error("%s", exc)
+                return 1
+        try:
+            return await self._run()
+        finally:
+            for sock in self.sockets:
+                sock.close()
+
+    def _listen(self, host: str, port: int) -> None:
+        self.sockets = bind_sockets(host, port)
+        warning = exposure_warning(host, port, self.hosts)
+        if warning is not None:
+            log.warning("%s", warning)
+
+    async def _run(self) -> int:
         if self.options.migrate:
             await asyncio.to_thread(migrate.upgrade, self.engine)
         await asyncio.to_thread(migrate.require_current, self.engine)
@@ -242,20 +277,21 @@ class Daemon:
         assert self.server is not None
         host, port = self.options.http or ("", 0)
         announce = asyncio.create_task(self._announce(host, port))
+        where = shown_address(host, port)
         try:
-            await self.server.serve()
+            await self.server.serve(sockets=self.sockets)
         except SystemExit:
-            raise RuntimeError(f"cannot serve HTTP on {host}:{port} (address in use?)") from None
+            raise RuntimeError(f"the HTTP server on {where} could not start") from None
         finally:
             announce.cancel()
         if not self.stop.is_set():
-            raise RuntimeError(f"the HTTP server on {host}:{port} stopped")
+            raise RuntimeError(f"the HTTP server on {where} stopped")
 
     async def _announce(self, host: str, port: int) -> None:
         assert self.server is not None
         while not self.server.started:
             await asyncio.sleep(0.05)
-        shown = f"[{host}]" if ":" in host else host
         log.info(
-            "status page: http://%s:%d/  (API: /api/v1/status, metrics: /metrics)", shown, port
+            "status page: http://%s/  (API: /api/v1/status, metrics: /metrics)",
+            shown_address(host, port),
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from html import escape
+from typing import Any
 
 from reconciler.core.readiness import (
     SERVABLE,
@@ -61,6 +62,47 @@ def status_page(state: DaemonState, now: datetime) -> str:
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def api_page(openapi: dict[str, Any]) -> str:
+    """The page at `/docs`: every endpoint of the OpenAPI document, with nothing from elsewhere."""
+    rows = "".join(
+        _endpoint_row(method, path, operation)
+        for path, operations in openapi.get("paths", {}).items()
+        for method, operation in operations.items()
+    )
+    info = openapi.get("info", {})
+    return "\n".join(
+        [
+            "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+            f"<title>reconciler: API</title><style>{_STYLE}</style></head><body>",
+            f"<h1>{escape(str(info.get('title', 'API')))} API</h1>",
+            f"<p class='meta'>{escape(str(info.get('summary', '')))} The full description: "
+            "<a href='/openapi.json'>/openapi.json</a> (OpenAPI 3); back to the "
+            "<a href='/'>status page</a>.</p>",
+            "<table><thead><tr><th>Method</th><th>Path</th><th>What it answers</th>"
+            f"<th>Parameters</th></tr></thead><tbody>{rows}</tbody></table>",
+            "</body></html>",
+        ]
+    )
+
+
+def _endpoint_row(method: str, path: str, operation: dict[str, Any]) -> str:
+    description = str(operation.get("description") or operation.get("summary") or "")
+    first = description.strip().split("\n\n", 1)[0]
+    parameters = ", ".join(
+        f"<code>{escape(str(p.get('name', '')))}</code>" for p in operation.get("parameters", [])
+    )
+    link = (
+        f"<a href='{escape(path)}'>{escape(path)}</a>"
+        if method == "get" and "{" not in path
+        else escape(path)
+    )
+    return (
+        f"<tr><td class='mono'>{escape(method.upper())}</td><td class='mono'>{link}</td>"
+        f"<td>{escape(first)}</td><td>{parameters or '&mdash;'}</td></tr>"
+    )
 
 
 def _overall_word(state: DaemonState) -> str:
