@@ -20,11 +20,19 @@ class SafeText(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        known = secrets.known()
         message = record.getMessage()
-        safe = escape_control(scrub(message, secrets.known()))
+        safe = escape_control(scrub(message, known))
         if safe != message or record.args:
             record.msg, record.args = safe, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+        if record.exc_text:  # a traceback may quote a URL or a value that held a secret
+            record.exc_text = scrub(record.exc_text, known)
         return True
+
+
+_TRACEBACKS = logging.Formatter()
 
 
 class JsonFormatter(logging.Formatter):
@@ -38,7 +46,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         if record.exc_info:
-            document["exception"] = self.formatException(record.exc_info)
+            document["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(document)
 
 
