@@ -6,10 +6,15 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from reconciler.adapters import secrets
 from reconciler.core.text import escape_control, scrub
-from reconciler.settings import LogFormat
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
 
 
 class SafeText(logging.Filter):

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from reconciler.logs import LogFormat
+
+__all__ = ["DEFAULT_DATABASE_URL", "LogFormat", "Settings"]
+
 DEFAULT_DATABASE_URL = "sqlite:///reconciler.db"
-
-
-class LogFormat(StrEnum):
-    text = "text"
-    json = "json"
 
 
 class Settings(BaseSettings):

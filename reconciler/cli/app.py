@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
 from reconciler import __version__, logs
 from reconciler.errors import StateError
-from reconciler.settings import LogFormat, Settings
+from reconciler.logs import LogFormat
+
+if TYPE_CHECKING:
+    from reconciler.settings import Settings
 
 app = typer.Typer(
     name="reconciler",
@@ -59,6 +62,8 @@ def root(
     ] = None,
 ) -> None:
     """Global options; settings come from a flag, else RECONCILER_*, else the default."""
+    from reconciler.settings import Settings
+
     given: dict[str, Any] = {
         "database_url": database_url,
         "config_dir": config,

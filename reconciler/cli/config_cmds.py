@@ -10,14 +10,9 @@ from typing import Annotated
 
 import typer
 
-from reconciler.adapters.files import load_sources
-from reconciler.adapters.plugins import load_registry
 from reconciler.cli.app import app, settings_of
 from reconciler.cli.console import err, out
-from reconciler.core.config import ConfigLoader
-from reconciler.core.schema import schema_text
 from reconciler.errors import ConfigInvalid, Problem
-from reconciler.render import problems_github, problems_json, problems_text
 
 
 class ProblemFormat(StrEnum):
@@ -41,6 +36,11 @@ def validate(
     ] = False,
 ) -> int:
     """Check the config files; no database needed. Exit 0 when valid, 1 when not."""
+    from reconciler.adapters.files import load_sources
+    from reconciler.adapters.plugins import load_registry
+    from reconciler.core.config import ConfigLoader
+    from reconciler.render import problems_github, problems_json, problems_text
+
     targets = paths or [settings_of(ctx).config_dir]
     files = 0
     problems: list[Problem] = []
@@ -73,6 +73,9 @@ def schema(
     ] = None,
 ) -> int:
     """Print the JSON Schema of the config files (for editors and CI)."""
+    from reconciler.adapters.plugins import load_registry
+    from reconciler.core.schema import schema_text
+
     text = schema_text(load_registry())
     if out_file is None:
         sys.stdout.write(text)

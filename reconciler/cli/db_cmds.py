@@ -6,10 +6,8 @@ from typing import Annotated
 
 import typer
 
-from reconciler.adapters.db import migrate
 from reconciler.cli.app import app, settings_of
 from reconciler.cli.console import out
-from reconciler.cli.database import open_database, safe_url
 
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -21,6 +19,9 @@ def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
 ) -> int:
     """Migrate the database schema up (default: to the newest revision)."""
+    from reconciler.adapters.db import migrate
+    from reconciler.cli.database import open_database, safe_url
+
     url = settings_of(ctx).database_url
     with open_database(url) as engine:
         before = migrate.current_revision(engine)
@@ -46,6 +47,9 @@ def db_downgrade(
     A downgrade that drops data, or the whole schema ('base'), is refused without --yes.
     Tables that were there before reconciler's first migration are never dropped.
     """
+    from reconciler.adapters.db import migrate
+    from reconciler.cli.database import open_database, safe_url
+
     url = settings_of(ctx).database_url
     with open_database(url) as engine:
         plan = migrate.plan_downgrade(engine, revision)
@@ -63,6 +67,9 @@ def db_downgrade(
 @db_app.command("current")
 def db_current(ctx: typer.Context) -> int:
     """Print the database's schema revision and whether it is the newest."""
+    from reconciler.adapters.db import migrate
+    from reconciler.cli.database import open_database
+
     with open_database(settings_of(ctx).database_url) as engine:
         current = migrate.current_revision(engine)
     head = migrate.head_revision()
@@ -74,6 +81,8 @@ def db_current(ctx: typer.Context) -> int:
 @db_app.command("history")
 def db_history() -> int:
     """List the schema revisions, newest first."""
+    from reconciler.adapters.db import migrate
+
     for revision, down, message in migrate.history():
         out.print(f"{down or '<base>'} -> {revision}: {message}")
     return 0
@@ -82,6 +91,9 @@ def db_history() -> int:
 @db_app.command("check")
 def db_check(ctx: typer.Context) -> int:
     """Check that the database is at the newest revision and matches the models."""
+    from reconciler.adapters.db import migrate
+    from reconciler.cli.database import open_database
+
     with open_database(settings_of(ctx).database_url) as engine:
         migrate.require_current(engine)
         migrate.check(engine)

@@ -2,35 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
-from reconciler import readiness
-from reconciler.adapters.db import migrate
-from reconciler.adapters.db import queue_store as queue
-from reconciler.adapters.plugins import load_registry
 from reconciler.cli.app import app, settings_of
 from reconciler.cli.console import err, out
-from reconciler.cli.database import open_database
 from reconciler.cli.state_cmds import FormatOption, OutputFormat
 from reconciler.core import jsonsafe
-from reconciler.core.readiness import SERVABLE
-from reconciler.core.scoring import MAX_RETRY_AFTER_S, JobInput
-from reconciler.core.spec import NAME_HINT, NAME_PATTERN
 from reconciler.core.text import escape_control
 from reconciler.errors import Problem, StateError
-from reconciler.render import problems_text
-from reconciler.scoring import ScoringWorker, percentile
+
+if TYPE_CHECKING:
+    from reconciler.core.scoring import JobInput
 
 PROGRESS_FROM = 5_000  # lines; smaller files load too fast for a bar to help
 
@@ -42,6 +31,11 @@ def enqueue(
     source: Annotated[str, typer.Argument(help="A JSON-lines file, or - for stdin.")],
 ) -> int:
     """Add items to the scoring queue; an item already queued for the task is skipped."""
+    from reconciler.adapters.db import migrate
+    from reconciler.adapters.db import queue_store as queue
+    from reconciler.cli.database import open_database
+    from reconciler.core.spec import NAME_HINT, NAME_PATTERN
+
     if not re.fullmatch(NAME_PATTERN, task):
         raise StateError(f"task {task!r} is not a valid name: {NAME_HINT}")
     path = None if source == "-" else Path(source)
@@ -69,6 +63,10 @@ def _read_items(name: str, path: Path | None) -> tuple[list[tuple[str, dict[str,
 
     `name` is how the source is shown; `path` is None for standard input.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from reconciler.render import problems_text
+
     try:
         # JSON lines end at "\n" only: a JSON string may hold U+2028 or "\x1c", which
         # `splitlines` would also split at, and every later line number would be off.
@@ -104,6 +102,10 @@ def _read_items(name: str, path: Path | None) -> tuple[list[tuple[str, dict[str,
 
 
 def _item(name: str, number: int, line: str, problems: list[Problem]) -> JobInput | None:
+    from pydantic import ValidationError
+
+    from reconciler.core.scoring import JobInput
+
     try:
         value = jsonsafe.loads(line)
     except jsonsafe.JsonRejected as exc:
@@ -141,6 +143,12 @@ def _json_problem(name: str, number: int, exc: jsonsafe.JsonRejected) -> Problem
 @app.command()
 def jobs(ctx: typer.Context, output: FormatOption = OutputFormat.text) -> int:
     """The scoring queue: jobs by task and status, and the dead jobs with their errors."""
+    from rich.table import Table
+
+    from reconciler.adapters.db import migrate
+    from reconciler.adapters.db import queue_store as queue
+    from reconciler.cli.database import open_database
+
     settings = settings_of(ctx)
     with open_database(settings.database_url) as engine:
         migrate.require_current(engine)
@@ -178,6 +186,8 @@ def jobs(ctx: typer.Context, output: FormatOption = OutputFormat.text) -> int:
 
 
 def _say_wait(seconds: float, count: int) -> None:
+    from reconciler.core.scoring import MAX_RETRY_AFTER_S
+
     err.print(
         f"waiting {seconds:.0f} s for {count} queued job(s) to be due: a provider asked to be "
         f"retried later (a Retry-After is honoured up to {MAX_RETRY_AFTER_S:.0f} s)"
@@ -198,6 +208,15 @@ def score(
 
     `reconciler run` scores continuously.
     """
+    import asyncio
+
+    from reconciler import readiness
+    from reconciler.adapters.db import queue_store as queue
+    from reconciler.adapters.plugins import load_registry
+    from reconciler.cli.database import open_database
+    from reconciler.core.readiness import SERVABLE
+    from reconciler.scoring import ScoringWorker, percentile
+
     settings = settings_of(ctx)
     registry = load_registry()
     with open_database(settings.database_url) as engine:

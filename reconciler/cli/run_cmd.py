@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from enum import StrEnum
 from typing import Annotated
 
 import typer
 
 from reconciler import logs
-from reconciler.adapters.plugins import load_registry
 from reconciler.cli.app import app, settings_of
-from reconciler.cli.database import open_database, safe_url
-from reconciler.daemon.app import Daemon, DaemonOptions
-from reconciler.daemon.web import parse_allow_hosts
 from reconciler.errors import StateError
 
 
@@ -71,6 +66,11 @@ def run(
     ] = False,
 ) -> int:
     """Watch the config directory and keep the database in step; serve status over HTTP."""
+    from reconciler.adapters.plugins import load_registry
+    from reconciler.cli.database import open_database, safe_url
+    from reconciler.daemon.app import Daemon, DaemonOptions
+    from reconciler.daemon.web import parse_allow_hosts
+
     settings = settings_of(ctx)
     if settings.verbose == 0:
         logs.configure(settings.log_format, 1)  # a daemon says what it does
@@ -89,4 +89,6 @@ def run(
     )
     with open_database(settings.database_url) as engine:
         daemon = Daemon(engine, load_registry(), options)
+        import asyncio
+
         return asyncio.run(daemon.run())

@@ -7,33 +7,23 @@ import sys
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy import Engine
 
-from reconciler import readiness, reconcile
-from reconciler.adapters.db import store
-from reconciler.adapters.export import export_files, write_export
-from reconciler.adapters.plugins import load_registry
 from reconciler.cli.app import app, settings_of
 from reconciler.cli.console import err, out
-from reconciler.cli.database import open_database
 from reconciler.core import jsonsafe
-from reconciler.core.config import ConfigLoader, DesiredState
-from reconciler.core.plan import Plan, state_digest
-from reconciler.core.plan_doc import (
-    AGAIN,
-    content_problems,
-    plan_document,
-    plan_from_document,
-    reference_problems,
-)
-from reconciler.core.registry import ProviderRegistry
 from reconciler.core.text import escape_control
 from reconciler.errors import ConfigInvalid, StateError
-from reconciler.render import plan_text, problems_text
-from reconciler.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from reconciler.core.config import DesiredState
+    from reconciler.core.plan import Plan
+    from reconciler.core.registry import ProviderRegistry
+    from reconciler.settings import Settings
 
 MAX_HISTORY = 10_000
 
@@ -60,11 +50,19 @@ def _refuse(problems: list[str], outcome: str, where: str = "") -> None:
 
 def _show_plan(the_plan: Plan) -> None:
     """The plan as text, every control character a file or a row could carry escaped."""
+    from reconciler import reconcile
+    from reconciler.render import plan_text
+
     text = plan_text(the_plan, reconcile.summary_line(the_plan))
     out.print("\n".join(escape_control(line) for line in text.split("\n")))
 
 
 def _desired(settings: Settings) -> DesiredState:
+    from reconciler import reconcile
+    from reconciler.adapters.plugins import load_registry
+    from reconciler.core.config import ConfigLoader
+    from reconciler.render import problems_text
+
     try:
         return reconcile.load_config([settings.config_dir], ConfigLoader(load_registry()))
     except ConfigInvalid as exc:
@@ -89,6 +87,10 @@ def plan(
     ] = False,
 ) -> int:
     """Show what apply would change in the database."""
+    from reconciler import reconcile
+    from reconciler.cli.database import open_database
+    from reconciler.core.plan_doc import plan_document
+
     settings = settings_of(ctx)
     state = _desired(settings)
     with open_database(settings.database_url) as engine:
@@ -111,6 +113,8 @@ def plan(
 
 def _warn_unservable(state: DesiredState) -> None:
     """Probe the providers the files declare; warn about routes that would not be servable."""
+    from reconciler import readiness
+
     for verdict in readiness.unservable(readiness.check_files(state)):
         err.print(
             f"warning: after this apply, task {verdict.task} could not be served: "
@@ -140,6 +144,8 @@ def _write_plan_file(path: Path, document: dict[str, Any]) -> None:
 
 def _read_saved_plan(path: Path, registry: ProviderRegistry) -> Plan:
     """The saved plan in `path`, refused unless every row it writes is a valid declaration."""
+    from reconciler.core.plan_doc import AGAIN, content_problems, plan_from_document
+
     shown = escape_control(str(path))
     try:
         data = path.read_bytes()
@@ -163,6 +169,11 @@ def _check_references(engine: Engine, path: Path, saved: Plan) -> None:
     Checked against the state the plan was made for; on any other state apply refuses the
     plan as stale, inside its lock.
     """
+    from reconciler import reconcile
+    from reconciler.adapters.db import store
+    from reconciler.core.plan import state_digest
+    from reconciler.core.plan_doc import AGAIN, reference_problems
+
     reconcile.require_schema(engine)
     with engine.connect() as conn:
         observed = store.read_observed(conn)
@@ -187,6 +198,11 @@ def apply(
     output: FormatOption = OutputFormat.text,
 ) -> int:
     """Apply the files (or a saved plan) to the database, in one locked transaction."""
+    from reconciler import reconcile
+    from reconciler.adapters.plugins import load_registry
+    from reconciler.cli.database import open_database
+    from reconciler.core.plan_doc import plan_document
+
     settings = settings_of(ctx)
     registry = load_registry()
     saved = _read_saved_plan(plan_file, registry) if plan_file else None
@@ -225,6 +241,12 @@ def export(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory to write.")] = Path("exported"),
 ) -> int:
     """Write the database's providers and routes as config files."""
+    from reconciler import reconcile
+    from reconciler.adapters.db import store
+    from reconciler.adapters.export import export_files, write_export
+    from reconciler.adapters.plugins import load_registry
+    from reconciler.cli.database import open_database
+
     settings = settings_of(ctx)
     with open_database(settings.database_url) as engine:
         reconcile.require_schema(engine)
@@ -262,6 +284,10 @@ def history(
     output: FormatOption = OutputFormat.text,
 ) -> int:
     """List the applies that changed something, newest first."""
+    from reconciler import reconcile
+    from reconciler.adapters.db import store
+    from reconciler.cli.database import open_database
+
     settings = settings_of(ctx)
     with open_database(settings.database_url) as engine:
         reconcile.require_schema(engine)

@@ -5,27 +5,19 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.text import Text
 
-from reconciler import readiness
-from reconciler.adapters.plugins import load_registry
 from reconciler.cli.app import app, settings_of
 from reconciler.cli.console import out
-from reconciler.cli.database import open_database
 from reconciler.cli.state_cmds import FormatOption, OutputFormat
-from reconciler.core.readiness import SERVABLE, Status, Verdict, all_required_servable
-from reconciler.readiness import verdict_document
+
+if TYPE_CHECKING:
+    from reconciler.core.readiness import Verdict
 
 EXIT_NOT_READY = 3
-_STYLE = {
-    Status.ready: "green",
-    Status.degraded: "yellow",
-    Status.not_ready: "red",
-    Status.stale: "magenta",
-}
+_STYLE = {"ready": "green", "degraded": "yellow", "not_ready": "red", "stale": "magenta"}
 
 
 @app.command()
@@ -37,6 +29,11 @@ def status(
     output: FormatOption = OutputFormat.text,
 ) -> int:
     """Per-task readiness. Exit 0 when every required task is ready or degraded, else 3."""
+    from reconciler import readiness
+    from reconciler.adapters.plugins import load_registry
+    from reconciler.cli.database import open_database
+    from reconciler.core.readiness import all_required_servable
+
     settings = settings_of(ctx)
     registry = load_registry()
     with open_database(settings.database_url) as engine:
@@ -50,7 +47,7 @@ def status(
         document = {
             "format_version": 1,
             "ready": servable,
-            "tasks": [verdict_document(v, now) for v in found],
+            "tasks": [readiness.verdict_document(v, now) for v in found],
         }
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
@@ -59,6 +56,10 @@ def status(
 
 
 def print_status(found: list[Verdict], now: datetime) -> None:
+    from rich.text import Text
+
+    from reconciler.core.readiness import SERVABLE, Status, all_required_servable
+
     if not found:
         out.print("No task routes in the database; run `reconciler apply` first.")
         return
@@ -83,7 +84,7 @@ def print_status(found: list[Verdict], now: datetime) -> None:
             line.stylize("bold")
         else:
             start = widths[0] + 2
-            line.stylize(_STYLE[found[index - 1].status], start, start + len(row[1]))
+            line.stylize(_STYLE[found[index - 1].status.value], start, start + len(row[1]))
         out.print(line)
     for verdict in found:
         if verdict.detail or verdict.remedy:

@@ -8,14 +8,15 @@ from __future__ import annotations
 import functools
 import json
 import random
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from reconciler.core import jsonsafe
 from reconciler.core.text import bound, escape_control
+
+if TYPE_CHECKING:  # imported where used: most configs declare no output schema
+    from jsonschema import Draft202012Validator
 
 DEFAULT_OUTPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -75,6 +76,9 @@ def check_output_schema(schema: Any) -> str | None:
     """Why `schema` is not a usable JSON Schema for an answer, or None when it is."""
     if not isinstance(schema, dict):
         return "output_schema must be a mapping (a JSON Schema object)"
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
@@ -129,6 +133,8 @@ def parse_answer(content: str, schema: dict[str, Any]) -> dict[str, Any]:
 @functools.lru_cache(maxsize=256)
 def _validator(schema_json: str) -> Draft202012Validator:
     # Building a validator compiles the schema; a route's schema is the same for every answer.
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(json.loads(schema_json))
 
 
