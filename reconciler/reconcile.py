@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from sqlalchemy import Engine
 
+from reconciler import render
 from reconciler.adapters.db import migrate, store
 from reconciler.adapters.files import load_sources
 from reconciler.core.config import ConfigLoader, DesiredState, paused_gc
@@ -23,7 +24,6 @@ from reconciler.core.plan import (
     Plan,
     desired_items,
     make_plan,
-    mass_delete_refusal,
     recheck_saved,
     state_digest,
     without_pure_drift,
@@ -32,6 +32,9 @@ from reconciler.core.plan_doc import plan_document
 from reconciler.core.registry import ProviderRegistry
 from reconciler.core.spec import RouteSpec
 from reconciler.errors import StalePlan, StateError, UnsafePlan
+
+DIRTY = "-dirty"  # after the commit, as `git describe --dirty` writes it
+COMMIT_WIDTH = 64  # the width of the revisions table's `git_commit` column
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +56,15 @@ def require_schema(engine: Engine) -> None:
     migrate.require_current(engine)
 
 
-def plan(engine: Engine, state: DesiredState) -> Plan:
-    """The plan from the files' state to the database's, read without a lock."""
+def plan(engine: Engine, state: DesiredState, *, allow_mass_delete: bool = False) -> Plan:
+    """The plan from the files' state to the database's, read without a lock, with every
+    refusal `apply` would make."""
     migrate.require_current(engine)
     with paused_gc(), engine.connect() as conn:
         observed = store.read_observed(conn)
-        return make_plan(desired_items(state), observed, state.digest)
+        return make_plan(
+            desired_items(state), observed, state.digest, allow_mass_delete=allow_mass_delete
+        )
 
 
 def apply(
@@ -92,13 +98,15 @@ def apply(
                     "the saved plan is stale: the database changed since it was made; "
                     "run `reconciler plan --out FILE` again"
                 )
-            the_plan = recheck_saved(saved, observed)
+            the_plan = recheck_saved(saved, observed, allow_mass_delete=allow_mass_delete)
         else:
             assert state is not None
-            the_plan = make_plan(desired_items(state), observed, state.digest)
+            items = desired_items(state)
+            the_plan = make_plan(items, observed, state.digest, allow_mass_delete=allow_mass_delete)
             if leave_drift:
                 the_plan = without_pure_drift(the_plan, observed)
-        _check_guards(the_plan, sum(o.managed for o in observed), allow_mass_delete)
+        if the_plan.refusals:
+            raise UnsafePlan("; ".join(map(str, the_plan.refusals)))
         if not the_plan.has_changes:
             return ApplyResult(the_plan, store.current_generation(conn), applied=False)
         now = datetime.now(UTC)
@@ -145,23 +153,9 @@ def check_saved_content(saved: Plan, registry: ProviderRegistry) -> None:
             ) from None
 
 
-def _check_guards(the_plan: Plan, managed: int, allow_mass_delete: bool) -> None:
-    if the_plan.refusals:
-        raise UnsafePlan("; ".join(the_plan.refusals))
-    refusal = None if allow_mass_delete else mass_delete_refusal(the_plan, managed)
-    if refusal:
-        raise UnsafePlan(refusal)
-
-
 def summary_line(the_plan: Plan) -> str:
-    """`Plan: 1 to create, 2 to update, 0 to delete, 40 unchanged.` (adopt shown when any)."""
-    adopt = the_plan.count(Op.adopt)
-    adopted = f"{adopt} to adopt, " if adopt else ""
-    return (
-        f"Plan: {the_plan.count(Op.create)} to create, {adopted}"
-        f"{the_plan.count(Op.update)} to update, {the_plan.count(Op.delete)} to delete, "
-        f"{the_plan.unchanged} unchanged."
-    )
+    """`Plan: 1 to create, 2 to update, 0 to delete, 40 unchanged.`, as `plan` prints it."""
+    return render.summary_line(the_plan)
 
 
 def _who(config_digest: str, config_dir: Path | None) -> store.RevisionInfo:
@@ -179,7 +173,8 @@ def _who(config_digest: str, config_dir: Path | None) -> store.RevisionInfo:
 
 
 def git_commit(directory: Path) -> str | None:
-    """The commit checked out in `directory`'s repository, `+dirty` when files differ."""
+    """The commit checked out in `directory`'s repository, `-dirty` after it when the files
+    under `directory` differ from it (changed, staged or untracked)."""
     try:
         head = subprocess.run(
             ["git", "-C", str(directory), "rev-parse", "HEAD"],
@@ -197,4 +192,19 @@ def git_commit(directory: Path) -> str | None:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
-    return f"{head}+dirty" if dirty else head
+    if not dirty:
+        return head
+    return head[: COMMIT_WIDTH - len(DIRTY)] + DIRTY  # a SHA-256 commit, shortened to fit
+
+
+def split_commit(recorded: str | None) -> tuple[str | None, bool | None]:
+    """A recorded commit as (commit, dirty); (None, None) when none was recorded.
+
+    Older versions wrote `+dirty`; it reads the same.
+    """
+    if not recorded:
+        return None, None
+    for suffix in (DIRTY, "+dirty"):
+        if recorded.endswith(suffix):
+            return recorded.removesuffix(suffix), True
+    return recorded, False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict
+from enum import StrEnum
 
 from reconciler.core.plan import Action, Op, Plan, diff, is_secret_ref
 from reconciler.errors import Problem
@@ -59,40 +60,61 @@ def _prop(value: str) -> str:
 SIGNS = {"create": "+", "update": "~", "delete": "-", "adopt": "±"}
 
 
-def plan_text(plan: Plan, summary: str) -> str:
-    """The plan in the style of Terraform: one block per action, then the summary line."""
-    lines: list[str] = []
+class Tone(StrEnum):
+    """What a line of a plan says, for a terminal to colour; the text is the same without it."""
+
+    create = "create"
+    update = "update"
+    delete = "delete"
+    adopt = "adopt"
+    refusal = "refusal"
+    summary = "summary"
+
+
+Line = tuple[str, Tone | None]
+
+
+def summary_line(plan: Plan) -> str:
+    """`Plan: 1 to create, 2 to update, 0 to delete, 40 unchanged.` (adopt shown when any)."""
+    adopt = plan.count(Op.adopt)
+    adopted = f"{adopt} to adopt, " if adopt else ""
+    return (
+        f"Plan: {plan.count(Op.create)} to create, {adopted}"
+        f"{plan.count(Op.update)} to update, {plan.count(Op.delete)} to delete, "
+        f"{plan.unchanged} unchanged."
+    )
+
+
+def plan_lines(plan: Plan) -> list[Line]:
+    """The plan in the style of Terraform, line by line with each line's tone: one block per
+    action, then the unmanaged rows, the refusals and the summary line."""
+    lines: list[Line] = []
     if plan.actions:
-        lines.append("reconciler will perform the following actions:")
-        lines.append("")
-        for action in plan.actions:
+        lines += [("reconciler will perform the following actions:", None), ("", None)]
+        for i, action in enumerate(plan.actions):
+            lines += [("", None)] if i else []
             lines.extend(_action_lines(action))
     else:
-        lines.append("No changes. The database matches the files.")
+        lines.append(("No changes. The database matches the files.", None))
     if plan.unmanaged:
-        lines.append("")
-        lines.append("Not managed by the files (left alone):")
-        lines.extend(f"  {kind} {key!r}" for kind, key in plan.unmanaged)
+        lines += [("", None), ("Not managed by the files (left alone):", None)]
+        lines.extend((f"  {kind} {key!r}", None) for kind, key in plan.unmanaged)
     if plan.refusals:
-        lines.append("")
-        lines.append("Refused:")
-        lines.extend(f"  ! {reason}" for reason in plan.refusals)
-    lines.append("")
-    lines.append(summary)
-    return "\n".join(lines)
+        lines += [("", None), ("Refused:", Tone.refusal)]
+        lines.extend((f"  ! {reason}", Tone.refusal) for reason in plan.refusals)
+    lines += [("", None), (summary_line(plan), Tone.summary)]
+    return lines
 
 
-def _action_lines(action: Action) -> list[str]:
+def _action_lines(action: Action) -> list[Line]:
     where = f"  ({action.source_file}:{action.source_line})" if action.source_file else ""
     drift = "  [drift: changed outside the files]" if action.drift else ""
     head = f"  {SIGNS[action.op]} {action.op} {action.kind} {action.key!r}{where}{drift}"
-    lines = [head]
     if action.op is Op.create and action.essence is not None:
-        lines += [f"      {c.path}: {_value(c.new)}" for c in diff({}, action.essence)]
+        fields = [f"      {c.path}: {_value(c.new)}" for c in diff({}, action.essence)]
     else:
-        lines += [f"      {c.path}: {_value(c.old)} -> {_value(c.new)}" for c in action.changes]
-    lines.append("")
-    return lines
+        fields = [f"      {c.path}: {_value(c.old)} -> {_value(c.new)}" for c in action.changes]
+    return [(head, Tone(action.op.value)), *((f, None) for f in fields)]
 
 
 def _value(value: object) -> str:

@@ -7,6 +7,7 @@ files, loaded back by the loader, declare exactly the specs the rows hold.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -129,13 +130,20 @@ def export_documents(
     return files
 
 
-def write_export(directory: Path, files: dict[str, bytes]) -> list[Path]:
-    """Write the files of `export_files` under `directory`."""
+def existing(directory: Path, files: dict[str, bytes]) -> list[Path]:
+    """The files of `export_files` already under `directory` (a dangling link counts)."""
+    return [directory / name for name in files if os.path.lexists(directory / name)]
+
+
+def write_export(directory: Path, files: dict[str, bytes], overwrite: bool = False) -> list[Path]:
+    """Write the files of `export_files` under `directory`; without `overwrite`, a file that
+    exists by then raises `FileExistsError` (check `existing` first to write none)."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for name, content in files.items():
         path = directory / name
-        path.write_bytes(content)
+        with path.open("wb" if overwrite else "xb") as file:
+            file.write(content)
         written.append(path)
     return written
 

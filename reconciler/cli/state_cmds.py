@@ -1,9 +1,11 @@
-"""`plan`, `apply`, `export` and `history`: the commands that read or write the database."""
+"""`plan`, `apply`, `show`, `export` and `history`: the commands about the database's state."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -11,18 +13,19 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from reconciler.cli import plans
 from reconciler.cli.app import app, settings_of
-from reconciler.cli.console import err, out
-from reconciler.core import jsonsafe
+from reconciler.cli.console import err, out, print_lines
+from reconciler.cli.plans import print_json, refuse, show_plan
 from reconciler.core.text import escape_control
-from reconciler.errors import ConfigInvalid, StateError
+from reconciler.errors import ConfigInvalid, StalePlan, StateError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from reconciler.core.config import DesiredState
     from reconciler.core.plan import Plan
-    from reconciler.core.registry import ProviderRegistry
+    from reconciler.reconcile import ApplyResult
     from reconciler.settings import Settings
 
 MAX_HISTORY = 10_000
@@ -34,27 +37,6 @@ class OutputFormat(StrEnum):
 
 
 FormatOption = Annotated[OutputFormat, typer.Option("--format", help="Output format.")]
-
-
-def _refuse(problems: list[str], outcome: str, where: str = "") -> None:
-    """Raise when there are problems: one line each, then (for several) a count of them."""
-    lines = [f"{where}: {p}" if where else p for p in problems]
-    if len(lines) == 1:
-        raise StateError(escape_control(f"{lines[0]}; {outcome}"))
-    if lines:
-        for line in lines:
-            err.print(escape_control(line))
-        place = f" in {where}" if where else ""
-        raise StateError(escape_control(f"{len(lines)} problems{place}; {outcome}"))
-
-
-def _show_plan(the_plan: Plan) -> None:
-    """The plan as text, every control character a file or a row could carry escaped."""
-    from reconciler import reconcile
-    from reconciler.render import plan_text
-
-    text = plan_text(the_plan, reconcile.summary_line(the_plan))
-    out.print("\n".join(escape_control(line) for line in text.split("\n")))
 
 
 def _desired(settings: Settings) -> DesiredState:
@@ -86,7 +68,10 @@ def plan(
         bool, typer.Option("--probe", help="Warn about routes nothing could serve after apply.")
     ] = False,
 ) -> int:
-    """Show what apply would change in the database."""
+    """Show what apply would change in the database, and every refusal it would make.
+
+    Exit 1 when apply would refuse the plan.
+    """
     from reconciler import reconcile
     from reconciler.cli.database import open_database
     from reconciler.core.plan_doc import plan_document
@@ -99,13 +84,13 @@ def plan(
         _warn_unservable(state)
     document = plan_document(the_plan)
     if output is OutputFormat.json:
-        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        print_json(document)
     else:
-        _show_plan(the_plan)
+        show_plan(the_plan)
     if out_file is not None:
-        _write_plan_file(out_file, document)
+        plans.write_plan_file(out_file, document)
         if output is OutputFormat.text:
-            out.print(f"Saved the plan to {out_file}; apply it with `reconciler apply {out_file}`.")
+            out.print(plans.saved_note(out_file, the_plan))
     if the_plan.refusals:
         return 1
     return 2 if detailed_exitcode and the_plan.has_changes else 0
@@ -124,64 +109,6 @@ def _warn_unservable(state: DesiredState) -> None:
             err.print(f"  fix: {verdict.remedy}")
 
 
-def _write_plan_file(path: Path, document: dict[str, Any]) -> None:
-    """Save the plan, refused when `apply FILE` could not read it back (a NaN or a huge number
-    held by a row or the files)."""
-    shown = escape_control(str(path))
-    text = json.dumps(document, indent=2, ensure_ascii=False)
-    try:
-        jsonsafe.loads(text)
-    except jsonsafe.JsonRejected as exc:
-        raise StateError(
-            f"the plan was not saved to {shown}: it is not plain JSON ({exc}), so apply could "
-            "not read it back; change that value in the files or the database"
-        ) from None
-    try:
-        path.write_text(text + "\n", "utf-8")
-    except OSError as exc:
-        raise StateError(f"cannot write the plan to {shown}: {exc.strerror}") from None
-
-
-def _read_saved_plan(path: Path, registry: ProviderRegistry) -> Plan:
-    """The saved plan in `path`, refused unless every row it writes is a valid declaration."""
-    from reconciler.core.plan_doc import AGAIN, content_problems, plan_from_document
-
-    shown = escape_control(str(path))
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise StateError(f"cannot read the plan {shown}: {exc.strerror}") from None
-    try:
-        document = jsonsafe.loads(data)
-    except jsonsafe.JsonRejected as exc:
-        raise StateError(f"{shown} is not a saved plan: {exc}; {AGAIN}") from None
-    try:
-        saved = plan_from_document(document)
-    except StateError as exc:
-        raise StateError(escape_control(f"{shown}: {exc}")) from None
-    _refuse(content_problems(saved, registry), f"nothing was applied; {AGAIN}", shown)
-    return saved
-
-
-def _check_references(engine: Engine, path: Path, saved: Plan) -> None:
-    """Routes the saved plan writes must name providers that exist once it is applied.
-
-    Checked against the state the plan was made for; on any other state apply refuses the
-    plan as stale, inside its lock.
-    """
-    from reconciler import reconcile
-    from reconciler.adapters.db import store
-    from reconciler.core.plan import state_digest
-    from reconciler.core.plan_doc import AGAIN, reference_problems
-
-    reconcile.require_schema(engine)
-    with engine.connect() as conn:
-        observed = store.read_observed(conn)
-    if state_digest(observed) == saved.base_digest:
-        problems = reference_problems(saved, observed)
-        _refuse(problems, f"nothing was applied; {AGAIN}", escape_control(str(path)))
-
-
 @app.command()
 def apply(
     ctx: typer.Context,
@@ -191,47 +118,118 @@ def apply(
     allow_mass_delete: Annotated[
         bool, typer.Option("--allow-mass-delete", help="Allow deleting most managed rows.")
     ] = False,
+    auto_approve: Annotated[
+        bool, typer.Option("--auto-approve", help="Do not ask for `yes` on a terminal.")
+    ] = False,
     lock_timeout: Annotated[
         float,
         typer.Option("--lock-timeout", min=0, max=86400, help="Seconds to wait for the lock."),
     ] = 30.0,
     output: FormatOption = OutputFormat.text,
 ) -> int:
-    """Apply the files (or a saved plan) to the database, in one locked transaction."""
+    """Apply the files (or a saved plan) to the database, in one locked transaction.
+
+    On a terminal, show the plan and apply it only after `yes` (unless --auto-approve).
+    """
     from reconciler import reconcile
     from reconciler.adapters.plugins import load_registry
     from reconciler.cli.database import open_database
-    from reconciler.core.plan_doc import plan_document
 
     settings = settings_of(ctx)
     registry = load_registry()
-    saved = _read_saved_plan(plan_file, registry) if plan_file else None
+    saved = plans.read_saved_plan(plan_file, registry) if plan_file else None
     state = None if saved else _desired(settings)
+    ask = saved is None and not auto_approve and plans.interactive()
+    if ask and output is OutputFormat.json:
+        raise StateError(
+            "apply --format json does not ask for `yes`; add --auto-approve, or apply a plan "
+            "saved by `reconciler plan --out FILE`"
+        )
     with open_database(settings.database_url) as engine:
         if plan_file is not None and saved is not None:
-            _check_references(engine, plan_file, saved)
-        result = reconcile.apply(
-            engine,
-            state,
-            saved=saved,
-            allow_mass_delete=allow_mass_delete,
-            lock_timeout=lock_timeout,
-            config_dir=settings.config_dir,
-            registry=registry,
-        )
+            plans.check_references(engine, plan_file, saved)
+        if ask:
+            assert state is not None
+            saved = _approved(engine, state, allow_mass_delete)
+            if saved is None:
+                err.print("Apply cancelled.")
+                return 1
+        with _stale_once_shown(ask):
+            result = reconcile.apply(
+                engine,
+                state,
+                saved=saved,
+                allow_mass_delete=allow_mass_delete,
+                lock_timeout=lock_timeout,
+                config_dir=settings.config_dir,
+                registry=registry,
+            )
+    return _applied(result, output, shown=ask)
+
+
+@contextmanager
+def _stale_once_shown(shown: bool) -> Iterator[None]:
+    """A plan shown before asking is applied as a saved plan: stale when the database moved."""
+    try:
+        yield
+    except StalePlan:
+        if not shown:
+            raise
+        raise StalePlan(
+            "the database changed after the plan was shown; nothing was applied. "
+            "Run `reconciler apply` again to see the new plan"
+        ) from None
+
+
+def _approved(engine: Engine, state: DesiredState, allow_mass_delete: bool) -> Plan | None:
+    """Show the plan and ask for `yes`: the plan to apply, or None when the answer is no.
+
+    A plan with no changes, or one that apply refuses (it says why), is not asked about.
+    """
+    from reconciler import reconcile
+
+    shown = reconcile.plan(engine, state, allow_mass_delete=allow_mass_delete)
+    show_plan(shown)
+    if shown.has_changes and not shown.refusals and not plans.confirmed():
+        return None
+    return shown
+
+
+def _applied(result: ApplyResult, output: OutputFormat, shown: bool) -> int:
+    """Print what apply did (the plan too, unless it was shown before asking)."""
+    from reconciler.core.plan_doc import plan_document
+
     if output is OutputFormat.json:
         document = {
             **plan_document(result.plan),
             "applied": result.applied,
             "generation": result.generation,
         }
-        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        print_json(document)
         return 0
-    _show_plan(result.plan)
+    if not shown:
+        show_plan(result.plan)
     if result.applied:
-        out.print(f"Apply complete: generation {result.generation}.")
+        print_lines([(f"Apply complete: generation {result.generation}.", "done")])
     else:
         out.print(f"Nothing to apply; nothing was written (generation {result.generation}).")
+    return 0
+
+
+@app.command()
+def show(
+    plan_file: Annotated[Path, typer.Argument(help="A plan saved by `plan --out`.")],
+    output: FormatOption = OutputFormat.text,
+) -> int:
+    """Print a saved plan as `plan` printed it, checked as `apply` checks it; no database needed."""
+    from reconciler.adapters.plugins import load_registry
+    from reconciler.core.plan_doc import plan_document
+
+    saved = plans.read_saved_plan(plan_file, load_registry(), "apply would refuse it")
+    if output is OutputFormat.json:
+        print_json(plan_document(saved))
+    else:
+        show_plan(saved)
     return 0
 
 
@@ -239,11 +237,17 @@ def apply(
 def export(
     ctx: typer.Context,
     out_dir: Annotated[Path, typer.Option("--out", help="Directory to write.")] = Path("exported"),
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite files that already exist.")
+    ] = False,
 ) -> int:
-    """Write the database's providers and routes as config files."""
+    """Write the database's providers and routes as config files.
+
+    A file that exists already is overwritten only with --force.
+    """
     from reconciler import reconcile
     from reconciler.adapters.db import store
-    from reconciler.adapters.export import export_files, write_export
+    from reconciler.adapters.export import existing, export_files, write_export
     from reconciler.adapters.plugins import load_registry
     from reconciler.cli.database import open_database
 
@@ -253,9 +257,15 @@ def export(
         with engine.connect() as conn:
             observed = store.read_observed(conn)
     files, problems = export_files(observed, load_registry())
-    _refuse(problems, "nothing was exported: fix or remove these rows, then export again")
+    refuse(problems, "nothing was exported: fix or remove these rows, then export again")
+    if not force and (found := existing(out_dir, files)):
+        names = ", ".join(escape_control(str(path)) for path in found)
+        raise StateError(
+            f"{names} already exist{'s' if len(found) == 1 else ''}; nothing was exported: "
+            "pass --force to overwrite, or choose another --out directory"
+        )
     try:
-        written = write_export(out_dir, files)
+        written = write_export(out_dir, files, overwrite=force)
     except OSError as exc:
         shown = escape_control(str(out_dir))
         raise StateError(f"cannot write to {shown}: {exc.strerror}") from None
@@ -294,20 +304,34 @@ def history(
         with engine.connect() as conn:
             rows = store.list_revisions(conn, limit)
     if output is OutputFormat.json:
-        for row in rows:
-            row["applied_at"] = _as_utc(row["applied_at"]).isoformat()
-        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+        documents = [_revision_document(row) for row in rows]
+        sys.stdout.write(json.dumps(documents, indent=2, default=str) + "\n")
         return 0
     if not rows:
         out.print("no revisions yet")
     for row in rows:
-        commit = (row["git_commit"] or "-")[:12]
+        sha, dirty = reconcile.split_commit(row["git_commit"])
+        commit = (sha or "-")[:12] + ("-dirty" if dirty else "")
         out.print(
             f"generation {row['generation']}  {_utc(row['applied_at'])}  "
             f"{row['user'] or '?'}@{row['host']} pid {row['pid']}  commit {commit}  "
             f"digest {(row['config_digest'] or '-')[:12]}  {row['summary']}"
         )
     return 0
+
+
+def _revision_document(row: dict[str, Any]) -> dict[str, Any]:
+    """A revision for `history --format json`: `git_commit` and, after it, whether the config
+    directory had changes not committed (`dirty`; null without a commit)."""
+    from reconciler.reconcile import split_commit
+
+    document: dict[str, Any] = {}
+    for key, value in row.items():
+        document[key] = value
+        if key == "git_commit":
+            document["git_commit"], document["dirty"] = split_commit(value)
+    document["applied_at"] = _as_utc(row["applied_at"]).isoformat()
+    return document
 
 
 def _as_utc(moment: datetime) -> datetime:

@@ -19,6 +19,7 @@ from reconciler.errors import StateError
 
 PLAN_FORMAT_VERSION = 1
 MANAGED = "config"
+ALLOW_MASS_DELETE = "--allow-mass-delete"  # the option of `reconciler apply` that waives the guard
 OPTIONAL_ROUTE_FIELDS = ("prompt", "output_schema")
 
 Essence = dict[str, Any]
@@ -88,15 +89,29 @@ class Action:
 
 
 @dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why apply refuses a plan, and the option of `reconciler apply` that overrides it, if any."""
+
+    reason: str
+    override: str | None = None
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
-    """What apply would do, in display order: deletions first, then providers, then routes."""
+    """What apply would do, in display order: deletions first, then providers, then routes.
+
+    `refusals` holds every reason apply would refuse it: `plan` shows exactly what apply checks.
+    """
 
     actions: tuple[Action, ...]
     unchanged: int
     unmanaged: tuple[tuple[Kind, str], ...]
     base_digest: str
     config_digest: str
-    refusals: tuple[str, ...] = ()
+    refusals: tuple[Refusal, ...] = ()
 
     @property
     def has_changes(self) -> bool:
@@ -173,8 +188,17 @@ def state_digest(observed: Iterable[Observed]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def make_plan(desired: Iterable[Desired], observed: Iterable[Observed], config_digest: str) -> Plan:
-    """Compare desired with observed and return the plan. Purely computational."""
+def make_plan(
+    desired: Iterable[Desired],
+    observed: Iterable[Observed],
+    config_digest: str,
+    *,
+    allow_mass_delete: bool = False,
+) -> Plan:
+    """Compare desired with observed and return the plan, with every refusal of the guards.
+
+    Purely computational.
+    """
     observed = list(observed)
     wanted = {(d.kind, d.key): d for d in desired}
     have = {(o.kind, o.key): o for o in observed}
@@ -196,7 +220,7 @@ def make_plan(desired: Iterable[Desired], observed: Iterable[Observed], config_d
         else:
             unmanaged.append(ident)
     deleted = {(a.kind, a.key) for a in actions if a.op is Op.delete}
-    refusals = _refusals(have, wanted, deleted)
+    refusals = _refusals(have, wanted, deleted, allow_mass_delete)
     return Plan(
         actions=tuple(sorted(actions, key=_display_order)),
         unchanged=unchanged,
@@ -274,13 +298,18 @@ def _refusals(
     have: Mapping[tuple[Kind, str], Observed],
     wanted: Mapping[tuple[Kind, str], Desired],
     deleted: set[tuple[Kind, str]],
-) -> list[str]:
+    allow_mass_delete: bool,
+) -> list[Refusal]:
+    """The guards, the one place they are written: protected rows, providers still in use by an
+    unmanaged route, and mass deletion (unless allowed)."""
     refusals = []
     for kind, key in sorted(deleted):
         if have[(kind, key)].essence.get("protect"):
             refusals.append(
-                f"{kind} {key!r} is protected and can't be deleted; declare it again with "
-                "`protect: false` and apply, then remove it"
+                Refusal(
+                    f"{kind} {key!r} is protected and can't be deleted; declare it again with "
+                    "`protect: false` and apply, then remove it"
+                )
             )
     for (kind, key), current in sorted(have.items()):
         if kind is not Kind.route or (kind, key) in deleted:
@@ -291,10 +320,27 @@ def _refusals(
         for provider in dict.fromkeys(used):
             if (Kind.provider, provider) in deleted:
                 refusals.append(
-                    f"provider {provider!r} can't be deleted: route {key!r} (not managed by the "
-                    "files) still uses it; change or remove that route first"
+                    Refusal(
+                        f"provider {provider!r} can't be deleted: route {key!r} (not managed by "
+                        "the files) still uses it; change or remove that route first"
+                    )
                 )
+    managed = sum(1 for o in have.values() if o.managed)
+    if not allow_mass_delete and (mass := _mass_delete(len(deleted), managed)):
+        refusals.append(mass)
     return refusals
+
+
+def _mass_delete(deletes: int, managed: int) -> Refusal | None:
+    """The mass-deletion guard: deleting every managed row, or more than half of them."""
+    if not deletes or deletes * 2 <= managed:
+        return None
+    return Refusal(
+        f"the plan deletes {deletes} of {managed} managed rows; a missing or emptied config "
+        "directory looks exactly like this. Check the files; if it is intended, run "
+        f"`reconciler apply {ALLOW_MASS_DELETE}`",
+        override=ALLOW_MASS_DELETE,
+    )
 
 
 _ESSENCE_FIELDS: dict[Kind, dict[str, type]] = {
@@ -311,7 +357,9 @@ _ESSENCE_FIELDS: dict[Kind, dict[str, type]] = {
 }
 
 
-def recheck_saved(plan: Plan, observed: Iterable[Observed]) -> Plan:
+def recheck_saved(
+    plan: Plan, observed: Iterable[Observed], *, allow_mass_delete: bool = False
+) -> Plan:
     """A plan read back from a file, checked against the state it starts from. Purely computational.
 
     Raises `StateError` when an action does not fit that state or carries no well-formed essence
@@ -334,7 +382,8 @@ def recheck_saved(plan: Plan, observed: Iterable[Observed]) -> Plan:
         if a.op is not Op.delete and a.essence is not None
     }
     deleted = {(a.kind, a.key) for a in plan.actions if a.op is Op.delete}
-    return replace(plan, refusals=tuple(_refusals(have, wanted, deleted)))
+    refusals = _refusals(have, wanted, deleted, allow_mass_delete)
+    return replace(plan, refusals=tuple(refusals))
 
 
 def _unfit(action: Action, current: Observed | None) -> str | None:
@@ -380,17 +429,3 @@ def without_pure_drift(plan: Plan, observed: Iterable[Observed]) -> Plan:
     )
     dropped = len(plan.actions) - len(kept)
     return replace(plan, actions=kept, unchanged=plan.unchanged + dropped)
-
-
-def mass_delete_refusal(plan: Plan, observed_managed: int) -> str | None:
-    """The mass-deletion guard: refuse deleting every managed row, or more than half of them."""
-    deletes = plan.count(Op.delete)
-    if not deletes:
-        return None
-    if deletes == observed_managed or deletes * 2 > observed_managed:
-        return (
-            f"the plan deletes {deletes} of {observed_managed} managed rows; a missing or "
-            "emptied config directory looks exactly like this. Check the files, then pass "
-            "--allow-mass-delete if it is intended"
-        )
-    return None

@@ -29,6 +29,7 @@ from reconciler.core.plan import (
     Observed,
     Op,
     Plan,
+    Refusal,
     desired_items,
     diff,
 )
@@ -66,7 +67,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "summary": summary_counts(plan),
         "actions": [_action(a) for a in plan.actions],
         "unmanaged": [{"kind": str(k), "key": key} for k, key in plan.unmanaged],
-        "refusals": list(plan.refusals),
+        "refusals": [str(r) for r in plan.refusals],
     }
 
 
@@ -123,7 +124,7 @@ def plan_from_document(document: Any) -> Plan:
         base_digest=_digest(document, "base_digest", allow_empty=False),
         config_digest=_digest(document, "config_digest", allow_empty=True),
         refusals=tuple(
-            _as(r, str, f"refusals[{i}]")
+            Refusal(_as(r, str, f"refusals[{i}]"))
             for i, r in enumerate(_field(document, "refusals", list, ""))
         ),
     )
