@@ -18,9 +18,10 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from yaml.nodes import MappingNode, ScalarNode
 
-from reconciler.core.diagnostics import problem_at, suggest, validation_problems
+from reconciler.core.diagnostics import control_problems, problem_at, validation_problems
 from reconciler.core.registry import ProviderRegistry
 from reconciler.core.spec import NAME_HINT, FileHeader, Name, ProviderSpec, RouteSpec
+from reconciler.core.suggest import Suggester, suggest
 from reconciler.core.yamldoc import YamlDocument, YamlProblems, parse_document
 from reconciler.errors import ConfigInvalid, Problem
 
@@ -123,10 +124,20 @@ class ConfigLoader:
     ) -> DesiredState:
         """Validate `files`, in the order given; raise `ConfigInvalid` with every problem.
 
-        With `env`, every secret reference must name a variable present in it.
+        With `env`, every secret reference must name a variable present in it. The collector is
+        paused throughout: it would only trace the fresh trees again and again (DESIGN section 8),
+        and more often the more problems there are to report.
         """
         with paused_gc():
-            results = [self._file(name, data) for name, data in files]
+            state, problems = self._checked(files, env)
+            if problems:
+                raise ConfigInvalid(problems)
+        return state
+
+    def _checked(
+        self, files: Sequence[tuple[str, bytes]], env: Mapping[str, str] | None
+    ) -> tuple[DesiredState, list[Problem]]:
+        results = [self._file(name, data) for name, data in files]
         # Keep the files as they are now, nothing older: a daemon loads for months.
         self._cache = {(r.name, r.digest): r for r in results}
         problems = [p for result in results for p in result.problems]
@@ -137,9 +148,7 @@ class ConfigLoader:
         problems += _cross_references(state, declared, sources)
         if env is not None:
             problems += _missing_env(state, env, sources)
-        if problems:
-            raise ConfigInvalid(problems)
-        return state
+        return state, problems
 
     def _file(self, name: str, data: bytes) -> FileResult:
         digest = hashlib.sha256(data).hexdigest()
@@ -174,7 +183,21 @@ def validate_file(name: str, data: bytes, digest: str, registry: ProviderRegistr
         return FileResult(name, digest, (), (), tuple(problems), names)
     providers = _providers(doc, raw_providers, registry, problems)
     routes = _routes(doc, raw_routes, problems)
+    if doc.controls:
+        problems = _one_per_place(problems, control_problems(doc))
     return FileResult(name, digest, tuple(providers), tuple(routes), tuple(problems), names)
+
+
+def _one_per_place(problems: list[Problem], controls: list[Problem]) -> list[Problem]:
+    """A control character is the cause of what else its string fails (a name pattern, a URL).
+
+    Where it is, it is the one problem reported; unless the string is a literal credential,
+    which is the graver mistake and stays the one reported.
+    """
+    secret = {(p.line, p.column) for p in problems if p.code == "secret_literal"}
+    controls = [c for c in controls if (c.line, c.column) not in secret]
+    taken = {(c.line, c.column) for c in controls}
+    return [p for p in problems if (p.line, p.column) not in taken] + controls
 
 
 def _sections(
@@ -378,7 +401,7 @@ def _cross_references(
     state: DesiredState, names: set[str], sources: Mapping[str, bytes]
 ) -> list[Problem]:
     docs = _Documents(sources)
-    declared = sorted(names)
+    suggestion = Suggester(names)
     problems = []
     for route in state.routes.values():
         targets: list[tuple[tuple[str | int, ...], str, str]] = [
@@ -398,7 +421,7 @@ def _cross_references(
                         path,
                         "unknown_provider",
                         f"provider {provider!r} is not declared",
-                        suggest(provider, declared) or "declare it under `providers:`",
+                        suggestion(provider) or "declare it under `providers:`",
                     )
                 )
             if (provider, model) in seen:

@@ -1,12 +1,14 @@
-"""Turning Pydantic's validation errors into located, secret-free `Problem`s. Pure."""
+"""Turning Pydantic's validation errors into located, secret-free `Problem`s. Pure.
+
+Locating a problem costs the length of its path (see `nodeindex`), and suggesting a name a
+bounded comparison (see `suggest`): reporting N problems is linear in N.
+"""
 
 from __future__ import annotations
 
-import difflib
-import re
 import types
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -14,8 +16,17 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from yaml.nodes import Node, ScalarNode
 
-from reconciler.core.spec import ENV_NAME_PATTERN, NAME_HINT, NAME_PATTERN
-from reconciler.core.yamldoc import STR_TAG, YamlDocument, format_path, key_node, locate
+from reconciler.core.spec import (
+    ENV_NAME_PATTERN,
+    MULTILINE_FIELDS,
+    NAME_HINT,
+    NAME_PATTERN,
+    describe_char,
+    forbidden_control,
+    header_name_defect,
+)
+from reconciler.core.suggest import suggest
+from reconciler.core.yamldoc import STR_TAG, ControlText, YamlDocument, format_path
 from reconciler.errors import Problem
 
 Loc = tuple[str | int, ...]
@@ -39,25 +50,28 @@ _PATTERNS = {
         "write {env: NAME} with NAME made of letters, digits and '_', not starting with a digit",
     ),
 }
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-
-
-def suggest(word: str, candidates: Sequence[str]) -> str:
-    """'did you mean X?' when a candidate is close, else the list of valid names."""
-    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
-    if close:
-        return f"did you mean {close[0]!r}?"
-    return "valid names: " + ", ".join(sorted(candidates)) if candidates else ""
+_CONTROL_HINT = (
+    "remove it (in double quotes, an escape such as \\0 or \\x00 writes one); only the "
+    "text of prompt, params and output_schema may hold tabs and line breaks"
+)
+_CONTROL_TEXT_HINT = "remove it; this text may hold tabs and line breaks, no other control"
 
 
 def problem_at(
     doc: YamlDocument, path: Loc, code: str, message: str, hint: str = "", at_key: bool = False
 ) -> Problem:
     """A `Problem` located at the node for `path` (its key with `at_key`), or its nearest parent."""
-    anchor, node = locate(doc.root, path)
-    target = (key_node(doc.root, path) if at_key else None) or node or anchor
+    index = doc.index
+    anchor, node = index.locate(path)
+    target = (index.key_node(path) if at_key else None) or node or anchor
     if _is_empty(target):  # an empty value has no token of its own: point at its key
-        target = key_node(doc.root, path) or target
+        target = index.key_node(path) or target
+    return _problem_at_node(doc, target, path, code, message, hint)
+
+
+def _problem_at_node(
+    doc: YamlDocument, target: Node, path: Loc, code: str, message: str, hint: str
+) -> Problem:
     mark = target.start_mark
     return Problem(
         file=doc.name,
@@ -83,7 +97,7 @@ def shown_path(path: Loc) -> Loc:
         if step == "api_key" and after != "env":
             return path[: i + 1]
         if step == "headers":
-            if not (isinstance(after, str) and _HEADER_NAME.fullmatch(after)):
+            if not (isinstance(after, str) and header_name_defect(after) is None):
                 return path[: i + 1]
             if len(path) > i + 2 and path[i + 2] != "env":
                 return path[: i + 2]
@@ -109,7 +123,7 @@ def validation_problems(
     for error in exc.errors(include_url=False, include_input=False, include_context=True):
         path, at_key, branch = _data_path(base, error["loc"], error["type"])
         located.append(_Located(path, at_key, branch, error))
-    for item in _one_per_union(located):
+    for item in _one_per_entry(base, _one_per_union(located)):
         yield _from_error(doc, prefix, item.path, item.at_key, item.error, model)
 
 
@@ -152,6 +166,19 @@ def _one_per_union(located: list[_Located]) -> list[_Located]:
         else:
             out.append(item)
     return out
+
+
+def _one_per_entry(base: Any, located: list[_Located]) -> list[_Located]:
+    """A key with an empty value (`{Bearer sk-...}`, `Authorization:Bearer x`) is one mistake.
+
+    The whole entry was written as its key; the value's problem says so, the key's is dropped.
+    """
+    valued = {item.path for item in located if not item.at_key}
+    return [
+        item
+        for item in located
+        if not (item.at_key and item.path in valued and _value_at(base, item.path) is None)
+    ]
 
 
 def _merged(group: list[_Located]) -> _Located:
@@ -200,16 +227,16 @@ def _from_error(
             suggest(field, fields),
             at_key=True,
         )
-    if at_key:  # only header names have a constraint of their own
-        return problem_at(doc, full, "invalid_name", f"invalid key: {_message(error)}", at_key=True)
     ctx = error.get("ctx") or {}
-    if ctx.get("at"):
-        full = (*full, ctx["at"])
+    if at_key:  # a key with a constraint of its own, such as a header name
+        if "hint" in ctx:
+            return problem_at(doc, full, kind, _message(error), str(ctx["hint"]), at_key=True)
+        return problem_at(doc, full, "invalid_name", f"invalid key: {_message(error)}", at_key=True)
     message = _message(error)
     hint = str(ctx["hint"]) if "hint" in ctx else _hint(doc, full, kind)
     if kind == "string_pattern_mismatch" and str(ctx.get("pattern")) in _PATTERNS:
         message, hint = _PATTERNS[str(ctx["pattern"])]
-    if _is_empty(locate(doc.root, full)[1]):
+    if _is_empty(doc.index.locate(full)[1]):
         message += " (the value is empty)"
     return problem_at(doc, full, kind, message, hint)
 
@@ -223,7 +250,7 @@ def _message(error: ErrorDetails) -> str:
 
 def _hint(doc: YamlDocument, path: Loc, kind: str) -> str:
     if kind == "string_type":
-        _, node = locate(doc.root, path)
+        _, node = doc.index.locate(path)
         secret = any(step in _SECRET_PLACES for step in path)
         if isinstance(node, ScalarNode) and not node.style and node.value and not secret:
             return f'quote it to keep it as text: "{node.value}"'
@@ -308,3 +335,34 @@ def _unwrap_model(annotation: Any) -> Any:
         models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
         return models[0] if models else (members[0] if members else None)
     return annotation
+
+
+def control_problems(doc: YamlDocument) -> list[Problem]:
+    """One problem per string of `doc` holding a control character its field does not allow."""
+    problems = []
+    for text in doc.controls:
+        multiline = not text.is_key and _field_of(text.path) in MULTILINE_FIELDS
+        at = forbidden_control(text.node.value, multiline)
+        if at is not None:
+            problems.append(_control_problem(doc, text, at, multiline))
+    return problems
+
+
+def _field_of(path: Loc) -> str | int | None:
+    """The spec field a path is under: `routes.t.prompt`, `routes.t.fallbacks[0].params`."""
+    if len(path) > 4 and path[2] == "fallbacks":
+        return path[4]
+    return path[2] if len(path) > 2 else None
+
+
+def _control_problem(doc: YamlDocument, text: ControlText, at: int, multiline: bool) -> Problem:
+    what = "key" if text.is_key else "value"
+    char = describe_char(text.node.value[at])
+    return _problem_at_node(
+        doc,
+        text.node,
+        text.path,
+        "control_character",
+        f"the {what} holds {char} at character {at + 1}",
+        _CONTROL_TEXT_HINT if multiline else _CONTROL_HINT,
+    )

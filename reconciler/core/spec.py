@@ -10,7 +10,9 @@ import re
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     JsonValue,
@@ -28,11 +30,41 @@ NAME_HINT = (
     "at most 63 characters"
 )
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key", "x-api-key"})
+# A header name is one HTTP token (RFC 9110, section 5.6.2): no spaces, no separators.
+HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+# Header names whose value is a credential, compared case-insensitively.
+SECRET_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "api-key",
+        "x-api-key",
+        "x-goog-api-key",
+        "ocp-apim-subscription-key",
+        "x-auth-token",
+        "x-access-token",
+        "private-token",
+        "x-amz-security-token",
+        "cookie",
+    }
+)
+# Fields whose text may span lines: tabs and line breaks are allowed in their string values
+# (not in their keys). Every other string, key or value, holds no control character at all.
+MULTILINE_FIELDS = frozenset({"prompt", "params", "output_schema"})
 _SCHEMA_HINT = (
     "write a JSON Schema object, e.g. {type: object, properties: {score: {type: number}}}"
 )
 _DURATION = re.compile(r"-1|0|[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h)")
+_TOKEN = re.compile(HEADER_NAME_PATTERN.strip("^$"))
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+_CONTROL_IN_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+_CHAR_NAMES = {0: "NUL", 9: "tab", 10: "line feed", 13: "carriage return", 27: "ESC", 127: "DEL"}
+SECRET_LITERAL = "a credential must be a reference, not a literal value (the value is not shown)"
+SECRET_HINT = "write {env: NAME} and export NAME where reconciler runs"
+HEADER_NAME_HINT = (
+    "a header name is one HTTP token: letters, digits and !#$%&'*+-.^_`|~, without spaces "
+    "(`Authorization`, not `Authorization `)"
+)
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -55,14 +87,84 @@ class SecretRef(Strict):
         return f"{{env: {self.env}}}"
 
 
-def _secret_only(value: Any, at: str = "") -> Any:
-    if value is not None and not isinstance(value, dict):
+def describe_char(char: str) -> str:
+    """A character named so that a message can show it: `U+0000 (NUL)`, `a space`, `':'`."""
+    code = ord(char)
+    if char == " ":
+        return "a space"
+    if code < 0x20 or code == 0x7F:
+        return f"the control character U+{code:04X} ({_CHAR_NAMES.get(code, 'C0')})"
+    if code < 0x7F:
+        return f"the character {char!r}"
+    return f"the character U+{code:04X}"
+
+
+def forbidden_control(text: str, multiline: bool) -> int | None:
+    """The index of the first control character `text` may not hold, or None.
+
+    No string holds C0 controls or DEL (PostgreSQL refuses NUL in text and JSON); the text of a
+    MULTILINE_FIELDS field may hold tabs and line feeds.
+    """
+    found = (_CONTROL_IN_TEXT if multiline else _CONTROL).search(text)
+    return found.start() if found else None
+
+
+def header_name_defect(name: str) -> str | None:
+    """What keeps `name` from being one HTTP token, in words that do not show it; else None."""
+    if _TOKEN.fullmatch(name):
+        return None
+    if not name:
+        return "it is empty"
+    if not _TOKEN.fullmatch(name[-1]):
+        return f"it ends with {describe_char(name[-1])}"
+    if not _TOKEN.fullmatch(name[0]):
+        return f"it begins with {describe_char(name[0])}"
+    bad = next(char for char in name if not _TOKEN.fullmatch(char))
+    return f"it holds {describe_char(bad)}"
+
+
+def is_secret_header(name: str) -> bool:
+    """True for a header whose value is a credential, however its name is spelled or padded."""
+    return name.strip().lower() in SECRET_HEADERS
+
+
+def _header_token(name: str) -> str:
+    if (defect := header_name_defect(name)) is not None:
         raise PydanticCustomError(
-            "secret_literal",
-            "a credential must be a reference, not a literal value (the value is not shown)",
-            {"hint": "write {env: NAME} and export NAME where reconciler runs", "at": at},
+            "invalid_header_name",
+            "invalid header name: {defect} (the name is not shown)",
+            {"defect": defect, "hint": HEADER_NAME_HINT},
         )
+    return name
+
+
+def _is_literal(value: Any) -> bool:
+    """True for a value written where a credential goes that is not a reference (nor empty)."""
+    return value is not None and not isinstance(value, dict | SecretRef)
+
+
+def _secret_only(value: Any) -> Any:
+    if _is_literal(value):
+        raise PydanticCustomError("secret_literal", SECRET_LITERAL, {"hint": SECRET_HINT})
     return value
+
+
+class _Literal:
+    """Stands in for a literal written under a secret-bearing header name: never kept."""
+
+    def __repr__(self) -> str:
+        return "<a literal credential, not shown>"
+
+
+_LITERAL = _Literal()
+
+
+def _not_a_literal(value: Any) -> Any:
+    return _secret_only(value) if value is _LITERAL else value
+
+
+HeaderName = Annotated[str, AfterValidator(_header_token)]
+HeaderValue = Annotated[str | SecretRef, BeforeValidator(_not_a_literal)]
 
 
 class Endpoint(Strict):
@@ -72,9 +174,10 @@ class Endpoint(Strict):
     timeout_s: float = Field(60.0, gt=0, le=3600, description="Deadline for a whole request.")
     connect_timeout_s: float = Field(3.0, gt=0, le=300, description="Deadline to connect.")
     probe_timeout_s: float = Field(2.0, gt=0, le=60, description="Deadline for a readiness probe.")
-    headers: dict[Annotated[str, StringConstraints(min_length=1)], str | SecretRef] = Field(
+    headers: dict[HeaderName, HeaderValue] = Field(
         default_factory=dict,
         description="Extra request headers; credentials in them must be `{env: NAME}`.",
+        json_schema_extra={"propertyNames": {"pattern": HEADER_NAME_PATTERN}},
     )
     api_key: SecretRef | None = Field(None, description="The API key, as `{env: NAME}`.")
     verify_tls: bool = Field(True, description="Verify the server's TLS certificate.")
@@ -97,11 +200,18 @@ class Endpoint(Strict):
     @field_validator("headers", mode="before")
     @classmethod
     def _secret_headers_are_references(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            for name, header in value.items():
-                if isinstance(name, str) and name.lower() in SECRET_HEADERS:
-                    _secret_only(header, at=name)
-        return value
+        """Each literal under a secret-bearing name is replaced by a marker its check refuses.
+
+        So every header is still checked on its own: its name, and its value or the marker.
+        """
+        if not isinstance(value, dict):
+            return value
+        return {
+            name: _LITERAL
+            if isinstance(name, str) and is_secret_header(name) and _is_literal(header)
+            else header
+            for name, header in value.items()
+        }
 
     def secret_refs(self) -> list[SecretRef]:
         """Every secret reference of this endpoint."""

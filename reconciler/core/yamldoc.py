@@ -7,7 +7,9 @@ The rules (DESIGN section 1):
 - plain scalars follow YAML 1.2's core schema, not 1.1's: `no`, `on`, `010`, `22:22` stay text;
 - anchors and aliases, merge keys (`<<`), duplicate keys, non-string keys, nesting deeper than
   MAX_DEPTH, several documents, empty documents, more than MAX_BYTES, non-UTF-8 bytes and control
-  characters are problems.
+  characters in the text are problems;
+- a string holding a control character (from an escape, a tab, a line break) is listed in
+  `YamlDocument.controls` with its path; the loader judges it by the field it is in.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from reconciler.core.nodeindex import NodeIndex
 from reconciler.errors import Problem
 
 MAX_BYTES = 5 * 1024 * 1024
@@ -47,6 +50,8 @@ _CORE_TAG_PREFIX = "tag:yaml.org,2002:"
 MERGE_KEY = "<<"
 _TOO_DEEP = f"the document nests deeper than {MAX_DEPTH} levels"
 _TOO_DEEP_HINT = "flatten the structure; no valid config nests this deep"
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+_PLAIN_STEP = re.compile(r"[\w-]+")  # letters, digits (str.isalnum), '_' and '-'
 
 
 class _StrictLoader(_BaseLoader):  # type: ignore[misc]
@@ -61,12 +66,30 @@ class _StrictLoader(_BaseLoader):  # type: ignore[misc]
 
 
 @dataclass(frozen=True, slots=True)
+class ControlText:
+    """A string of the document (a key or a value) that holds a control character."""
+
+    path: tuple[str | int, ...]
+    node: ScalarNode
+    is_key: bool
+
+
+@dataclass(frozen=True, slots=True)
 class YamlDocument:
-    """A parsed file: its plain value tree and the node tree that knows every position."""
+    """A parsed file: its plain value tree and the node tree that knows every position.
+
+    `controls` lists every string holding a C0 control character or DEL (written as an escape,
+    a tab, or a line break); which of them are problems depends on the field (see `spec`).
+    """
 
     name: str
     value: Any
     root: Node
+    index: NodeIndex = field(init=False, compare=False, repr=False)
+    controls: tuple[ControlText, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "index", NodeIndex(self.root))
 
 
 class YamlProblems(Exception):
@@ -133,77 +156,11 @@ def parse_document(name: str, data: bytes) -> YamlDocument:
                 )
             ]
         )
-    value = _Builder(name, problems).build(root)
+    builder = _Builder(name, problems)
+    value = builder.build(root)
     if problems:
         raise YamlProblems(problems)
-    return YamlDocument(name=name, value=value, root=root)
-
-
-def locate(root: Node, path: tuple[str | int, ...]) -> tuple[Node, Node | None]:
-    """Follow `path` through the node tree.
-
-    Returns (anchor, value): `value` is the node at `path` when every step exists, else None;
-    `anchor` is the best node to point at: the key node of the last step that was found (or the
-    value node itself when the whole path resolved).
-    """
-    anchor: Node = root
-    node: Node = root
-    for step in path:
-        found = _child(node, step)
-        if found is None:
-            return anchor, None
-        key_node, node = found
-        anchor = key_node
-    return node, node
-
-
-def key_node(root: Node, path: tuple[str | int, ...]) -> Node | None:
-    """The key node of the last step of `path`, when it is a mapping key that exists."""
-    if not path:
-        return None
-    _, parent = locate(root, path[:-1])
-    if parent is None:
-        return None
-    found = _child(parent, path[-1])
-    return found[0] if found else None
-
-
-def _child(node: Node, step: str | int) -> tuple[Node, Node] | None:
-    if isinstance(node, MappingNode):
-        for k, v in node.value:
-            if isinstance(k, ScalarNode) and k.value == step:
-                return k, v
-        return None
-    if isinstance(node, SequenceNode) and isinstance(step, int) and 0 <= step < len(node.value):
-        item: Node = node.value[step]
-        return item, item
-    return None
-
-
-def node_path(root: Node, target: Node) -> tuple[str | int, ...]:
-    """The document path of `target` (used only when reporting a problem).
-
-    Nodes shared through an alias are visited once, so a cyclic or exponential graph ends.
-    """
-    stack: list[tuple[Node, tuple[str | int, ...]]] = [(root, ())]
-    seen: set[int] = set()
-    while stack:
-        node, path = stack.pop()
-        if node is target:
-            return path
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, MappingNode):
-            children = []
-            for k, v in node.value:
-                if k is target:
-                    return (*path, k.value) if isinstance(k, ScalarNode) else path
-                children.append((v, (*path, k.value if isinstance(k, ScalarNode) else "?")))
-            stack.extend(reversed(children))
-        elif isinstance(node, SequenceNode):
-            stack.extend((item, (*path, i)) for i, item in reversed(list(enumerate(node.value))))
-    return ()
+    return YamlDocument(name=name, value=value, root=root, controls=tuple(builder.controls))
 
 
 def format_path(path: tuple[str | int, ...]) -> str:
@@ -212,7 +169,7 @@ def format_path(path: tuple[str | int, ...]) -> str:
     for step in path:
         if isinstance(step, int):
             out += f"[{step}]"
-        elif step and all(c.isalnum() or c in "-_" for c in step):
+        elif _PLAIN_STEP.fullmatch(step):
             out += f".{step}" if out else step
         else:
             out += f"[{step!r}]"
@@ -225,18 +182,21 @@ class _Builder:
     def __init__(self, name: str, problems: list[Problem]) -> None:
         self.name = name
         self.problems = problems
-        self.root: Node | None = None
+        self.controls: list[ControlText] = []
         self._built: set[int] = set()
+        self._path: list[str | int] = []  # the path of the node being built
 
     def build(self, root: Node) -> Any:
-        self.root = root
         return self._value(root, 0)
 
     def _value(self, node: Node, depth: int) -> Any:
         if isinstance(node, ScalarNode):
             if node.tag != STR_TAG:
                 return self._bad_tag(node)
-            return node.value if node.style else plain_scalar(node.value)
+            text: str = node.value
+            if not text.isprintable() and _CONTROL.search(text):
+                self.controls.append(ControlText(tuple(self._path), node, is_key=False))
+            return text if node.style else plain_scalar(text)
         if id(node) in self._built:
             return None  # a second use through an alias, already reported by the anchor scan
         self._built.add(id(node))
@@ -246,16 +206,26 @@ class _Builder:
         if isinstance(node, SequenceNode):
             if node.tag != SEQ_TAG:
                 return self._bad_tag(node)
-            return [self._value(item, depth + 1) for item in node.value]
+            return self._sequence(node, depth)
         if isinstance(node, MappingNode):
             if node.tag != MAP_TAG:
                 return self._bad_tag(node)
             return self._mapping(node, depth)
         return self._bad_tag(node)  # pragma: no cover - PyYAML has no other node kinds
 
+    def _sequence(self, node: SequenceNode, depth: int) -> list[Any]:
+        items = []
+        path = self._path
+        for index, item in enumerate(node.value):
+            path.append(index)
+            items.append(self._value(item, depth + 1))
+            path.pop()
+        return items
+
     def _mapping(self, node: MappingNode, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
         seen: dict[str, Node] = {}
+        path = self._path
         for key_node, value_node in node.value:
             if not isinstance(key_node, ScalarNode) or key_node.tag != STR_TAG:
                 self._add(
@@ -263,30 +233,42 @@ class _Builder:
                     "bad_key",
                     "a mapping key must be a plain string",
                     "write the key as text, e.g. `name:`",
+                    key_node.value if isinstance(key_node, ScalarNode) else None,
                 )
                 continue
-            key = key_node.value
-            if key == MERGE_KEY and not key_node.style:
-                self._add(
-                    key_node,
-                    "yaml_merge_key",
-                    "YAML merge keys (<<) are not allowed",
-                    "write the fields out in full in each mapping",
-                )
-                continue
-            if key in seen:
-                first = seen[key].start_mark
-                self._add(
-                    key_node,
-                    "duplicate_key",
-                    f"duplicate key {key!r}; it is also at line {first.line + 1}, "
-                    f"column {first.column + 1}",
-                    "keep one of the two; YAML would otherwise silently drop the first",
-                )
+            key: str = key_node.value
+            merge = key == MERGE_KEY and not key_node.style
+            if merge or key in seen:
+                self._bad_key(key_node, None if merge else seen[key])
                 continue
             seen[key] = key_node
+            path.append(key)
+            if not key.isprintable() and _CONTROL.search(key):
+                self.controls.append(ControlText(tuple(path), key_node, is_key=True))
             result[key] = self._value(value_node, depth + 1)
+            path.pop()
         return result
+
+    def _bad_key(self, key_node: ScalarNode, first: Node | None) -> None:
+        """A merge key (`<<`), or a key written twice (`first` is where it was first)."""
+        key = key_node.value
+        if first is None:
+            self._add(
+                key_node,
+                "yaml_merge_key",
+                "YAML merge keys (<<) are not allowed",
+                "write the fields out in full in each mapping",
+                key,
+            )
+            return
+        mark = first.start_mark
+        self._add(
+            key_node,
+            "duplicate_key",
+            f"duplicate key {key!r}; it is also at line {mark.line + 1}, column {mark.column + 1}",
+            "keep one of the two; YAML would otherwise silently drop the first",
+            key,
+        )
 
     def _bad_tag(self, node: Node) -> None:
         self._add(
@@ -296,16 +278,16 @@ class _Builder:
             "remove the tag; values are plain strings, numbers, booleans, lists and mappings",
         )
 
-    def _add(self, node: Node, code: str, message: str, hint: str) -> None:
-        """Record a problem at `node`, with its document path."""
+    def _add(self, node: Node, code: str, message: str, hint: str, key: str | None = None) -> None:
+        """Record a problem at `node` (the node being built, or its `key` in the current one)."""
         mark = node.start_mark
-        assert self.root is not None
+        path = (*self._path, key) if key is not None else tuple(self._path)
         self.problems.append(
             Problem(
                 file=self.name,
                 line=mark.line + 1,
                 column=mark.column + 1,
-                path=format_path(node_path(self.root, node)),
+                path=format_path(path),
                 code=code,
                 message=message,
                 hint=hint,
