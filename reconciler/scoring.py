@@ -6,6 +6,8 @@ without a restart. At most `max_concurrency` calls run per provider. While a job
 call waiting for a slot or running) its lease is renewed every third of `lease_s`, so only a
 worker that died or stalled loses its jobs to another. A job whose lease this worker no longer
 holds is never written, so every item ends with exactly one result.
+
+Asking the route is `reconciler.ask`, the code path `reconciler try` takes too.
 """
 
 from __future__ import annotations
@@ -16,31 +18,22 @@ import os
 import socket
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from reconciler import readiness
 from reconciler.adapters import secrets
 from reconciler.adapters.db import queue_store as queue
-from reconciler.adapters.providers.chat import CallFailure, chat
-from reconciler.adapters.providers.http import MissingSecret, make_client, resolve_headers
+from reconciler.ask import Answered, Asker, RouteFailure, RouteSnapshot, load_snapshot
 from reconciler.core.registry import ProviderRegistry
-from reconciler.core.scoring import (
-    DEFAULT_OUTPUT_SCHEMA,
-    MalformedAnswer,
-    backoff_s,
-    messages_for,
-    parse_answer,
-    system_prompt,
-)
-from reconciler.core.spec import ProviderSpec
-from reconciler.core.text import scrub, untrusted
+from reconciler.core.scoring import backoff_s, percentile, scrub_answer
+from reconciler.core.text import untrusted
+
+__all__ = ["ScoreStats", "ScoringOptions", "ScoringWorker", "percentile"]
 
 MAX_ERROR_CHARS = 2000
 WAIT_NOTICE_S = 2.0  # a drain that waits longer than this for a retry says so
@@ -69,13 +62,6 @@ class ScoreStats:
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
 
-@dataclass(frozen=True)
-class _Snapshot:
-    generation: int
-    routes: Mapping[str, dict[str, Any]]
-    specs: Mapping[str, ProviderSpec]
-
-
 class ScoringWorker:
     def __init__(
         self,
@@ -85,20 +71,21 @@ class ScoringWorker:
         options: ScoringOptions | None = None,
         on_finished: Callable[[str, float | None], None] | None = None,
         on_wait: Callable[[float, int], None] | None = None,
+        on_answered: Callable[[str, Answered], None] | None = None,
     ) -> None:
+        """`on_finished(result, latency_s)` after every outcome kept; `on_answered(task,
+        answered)` after every answer kept (its provider, model and tokens, for metrics)."""
         self.engine = engine
         self.registry = registry
-        self.env = env
         self.options = options or ScoringOptions()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stats = ScoreStats()
+        self.asker = Asker(env)
         self._on_finished = on_finished or (lambda result, latency: None)
         self._on_wait = on_wait or _log_wait
+        self._on_answered = on_answered or (lambda task, answered: None)
         self._noticed: datetime | None = None
-        self._clients: dict[str, tuple[ProviderSpec, httpx.AsyncClient]] = {}
-        self._retired: list[httpx.AsyncClient] = []
         self._capacity = self.options.batch  # learned from the providers at the first claim
-        self._slots: dict[str, tuple[int, asyncio.Semaphore]] = {}
         self._running: dict[int, asyncio.Task[None]] = {}
 
     async def run(self, stop: asyncio.Event, servable: Callable[[], set[str]]) -> None:
@@ -163,7 +150,7 @@ class ScoringWorker:
         )
         if not jobs:
             return 0
-        snapshot = await asyncio.to_thread(self._snapshot)
+        snapshot = await asyncio.to_thread(load_snapshot, self.engine, self.registry)
         slots = sum(spec.max_concurrency for spec in snapshot.specs.values() if spec.enabled)
         self._capacity = max(4 * slots, 16)
         for job in jobs:
@@ -194,13 +181,7 @@ class ScoringWorker:
 
         return forget
 
-    def _snapshot(self) -> _Snapshot:
-        inputs = readiness.inputs_from_database(self.engine, self.registry)
-        with self.engine.connect() as conn:
-            routes = queue.route_rows(conn)
-        return _Snapshot(inputs.generation, routes, inputs.specs)
-
-    async def _work(self, job: queue.ClaimedJob, snapshot: _Snapshot) -> None:
+    async def _work(self, job: queue.ClaimedJob, snapshot: RouteSnapshot) -> None:
         """Score one job; whatever goes wrong ends in a retry or a dead job, never a lost one."""
         try:
             await self._attempt(job, snapshot)
@@ -214,7 +195,7 @@ class ScoringWorker:
             else:
                 await self._finish(job, self._retry_values(job, error, None))
 
-    async def _attempt(self, job: queue.ClaimedJob, snapshot: _Snapshot) -> None:
+    async def _attempt(self, job: queue.ClaimedJob, snapshot: RouteSnapshot) -> None:
         if job.attempts > self.options.max_attempts:  # leases expired again and again
             error = f"gave up after {job.attempts - 1} attempt(s) whose leases expired"
             await self._finish(job, _dead_values(error))
@@ -223,90 +204,17 @@ class ScoringWorker:
         if route is None or not route["enabled"]:
             await self._finish(job, self._retry_values(job, "the task has no enabled route", None))
             return
-        schema = route["output_schema"] or DEFAULT_OUTPUT_SCHEMA
-        messages = messages_for(job.payload, system_prompt(job.task, route["prompt"]))
-        targets = [(route["provider"], route["model"], route["params"] or {})]
-        targets += [(f["provider"], f["model"], f.get("params") or {}) for f in route["fallbacks"]]
-        errors: list[str] = []
-        transient = False
-        retry_after: float | None = None
-        for provider, model, params in targets:
-            try:
-                values = await self._ask_safely(snapshot, provider, model, params, messages, schema)
-            except CallFailure as failure:
-                errors.append(f"{provider}/{model}: {failure.detail}")
-                transient = transient or failure.transient
-                if failure.retry_after_s is not None:
-                    retry_after = max(retry_after or 0.0, failure.retry_after_s)
-                continue
-            values["generation"] = snapshot.generation
-            await self._finish(job, values)
+        try:
+            answered = await self.asker.ask(snapshot, job.task, route, job.payload)
+        except RouteFailure as failure:
+            error = str(failure)
+            if failure.transient and job.attempts < self.options.max_attempts:
+                await self._finish(job, self._retry_values(job, error, failure.retry_after_s))
+            else:
+                await self._finish(job, _dead_values(error))
             return
-        error = "; ".join(errors)
-        if transient and job.attempts < self.options.max_attempts:
-            await self._finish(job, self._retry_values(job, error, retry_after))
-        else:
-            await self._finish(job, _dead_values(error))
-
-    async def _ask_safely(
-        self,
-        snapshot: _Snapshot,
-        provider: str,
-        model: str,
-        params: Mapping[str, Any],
-        messages: list[dict[str, str]],
-        schema: dict[str, Any],
-    ) -> dict[str, Any]:
-        """`_ask`, with any unforeseen error made a transient failure of this target.
-
-        So a provider that breaks this code in a way nobody foresaw costs one attempt at that
-        target, with a true message, and the fallbacks are still tried.
-        """
-        try:
-            return await self._ask(snapshot, provider, model, params, messages, schema)
-        except CallFailure:
-            raise
-        except Exception as exc:
-            log.debug("call to %s/%s failed unexpectedly", provider, model, exc_info=True)
-            detail = untrusted(str(exc), secrets.known(), limit=200)
-            raise CallFailure(f"unexpected {type(exc).__name__}: {detail}", True) from None
-
-    async def _ask(
-        self,
-        snapshot: _Snapshot,
-        provider: str,
-        model: str,
-        params: Mapping[str, Any],
-        messages: list[dict[str, str]],
-        schema: dict[str, Any],
-    ) -> dict[str, Any]:
-        spec = snapshot.specs.get(provider)
-        if spec is None or not spec.enabled:
-            raise CallFailure("provider missing or disabled", transient=True)
-        try:
-            headers = resolve_headers(spec.endpoint, os.environ if self.env is None else self.env)
-        except MissingSecret as exc:
-            raise CallFailure(exc.detail, transient=True) from None
-        async with self._slot(provider, spec):
-            client = await self._client(provider, spec)
-            answer = await chat(client, spec, model, messages, schema, params, headers)
-        try:
-            result = parse_answer(answer.content, schema)
-        except MalformedAnswer as exc:
-            raise CallFailure(str(exc), transient=True) from None
-        now = datetime.now(UTC)
-        return {
-            "status": queue.DONE,
-            "result": result,
-            "provider": provider,
-            "model": model,
-            "latency_ms": answer.latency_ms,
-            "prompt_tokens": answer.prompt_tokens,
-            "completion_tokens": answer.completion_tokens,
-            "error": None,
-            "finished_at": now,
-            "updated_at": now,
-        }
+        if await self._finish(job, _done_values(answered, snapshot.generation)):
+            self._on_answered(job.task, answered)
 
     def _retry_values(
         self, job: queue.ClaimedJob, error: str, retry_after: float | None
@@ -325,14 +233,15 @@ class ScoringWorker:
             "updated_at": now,
         }
 
-    async def _finish(self, job: queue.ClaimedJob, values: dict[str, Any]) -> None:
+    async def _finish(self, job: queue.ClaimedJob, values: dict[str, Any]) -> bool:
+        """Write the job's outcome if its lease is still held; True when it was kept."""
         values = _scrubbed(values)
         kept = await asyncio.to_thread(queue.finish, self.engine, job.id, self.owner, values)
         status = values["status"]
         if not kept:
             self.stats.lost_lease += 1
             log.warning("job %s/%s: lease lost; its result was not kept", job.task, job.item_id)
-            return
+            return False
         if status == queue.DONE:
             self.stats.done += 1
             self.stats.latencies_ms.append(values["latency_ms"])
@@ -344,23 +253,7 @@ class ScoringWorker:
         else:
             self.stats.retried += 1
             self._on_finished("retry", None)
-
-    def _slot(self, provider: str, spec: ProviderSpec) -> asyncio.Semaphore:
-        held = self._slots.get(provider)
-        if held is None or held[0] != spec.max_concurrency:
-            held = (spec.max_concurrency, asyncio.Semaphore(spec.max_concurrency))
-            self._slots[provider] = held
-        return held[1]
-
-    async def _client(self, provider: str, spec: ProviderSpec) -> httpx.AsyncClient:
-        held = self._clients.get(provider)
-        if held is not None and held[0] == spec:
-            return held[1]
-        if held is not None:  # calls in flight may still use it: close it at wind-down
-            self._retired.append(held[1])
-        client = make_client(spec.endpoint, max_connections=spec.max_concurrency)
-        self._clients[provider] = (spec, client)
-        return client
+        return True
 
     async def _wind_down(self, keeper: asyncio.Task[None]) -> None:
         """Let calls in flight finish briefly, then cancel them and give their jobs back."""
@@ -381,10 +274,7 @@ class ScoringWorker:
                 log.info("gave %d leased job(s) back to the queue", released)
         keeper.cancel()
         await asyncio.gather(keeper, return_exceptions=True)
-        for client in [*(c for _, c in self._clients.values()), *self._retired]:
-            await client.aclose()
-        self._clients.clear()
-        self._retired.clear()
+        await self.asker.close()
 
 
 def _log_wait(seconds: float, count: int) -> None:
@@ -401,18 +291,25 @@ def _scrubbed(values: dict[str, Any]) -> dict[str, Any]:
     if values.get("error"):
         values["error"] = untrusted(values["error"], known, limit=MAX_ERROR_CHARS)
     if values.get("result") is not None and known:
-        values["result"] = _scrub_strings(values["result"], known)
+        values["result"] = scrub_answer(values["result"], known)
     return values
 
 
-def _scrub_strings(value: Any, known: frozenset[str]) -> Any:
-    if isinstance(value, str):
-        return scrub(value, known)
-    if isinstance(value, dict):
-        return {scrub(k, known): _scrub_strings(v, known) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub_strings(v, known) for v in value]
-    return value
+def _done_values(answered: Answered, generation: int) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "status": queue.DONE,
+        "result": answered.result,
+        "provider": answered.provider,
+        "model": answered.model,
+        "latency_ms": answered.latency_ms,
+        "prompt_tokens": answered.prompt_tokens,
+        "completion_tokens": answered.completion_tokens,
+        "error": None,
+        "generation": generation,
+        "finished_at": now,
+        "updated_at": now,
+    }
 
 
 def _dead_values(error: str) -> dict[str, Any]:
@@ -425,10 +322,3 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
     except TimeoutError:
         return
-
-
-def percentile(values: Iterable[float], fraction: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]

@@ -395,7 +395,7 @@ def test_an_unexpected_error_in_a_call_is_a_true_failure_and_the_fallback_answer
     backup = fake.add("backup", kind=OPENAI, models=[FakeModel("gpt-4o-mini")], chat=answering())
     scoring.apply(primary, backup)
     scoring.enqueue("a")
-    from reconciler import scoring as worker_module
+    from reconciler import ask as worker_module
 
     real_chat = worker_module.chat
 

@@ -262,7 +262,9 @@ def test_a_malformed_answer_is_retried_then_the_job_is_dead_with_its_error(
         assert f"local/llama3.1:8b: {error}" in row["error"]
         assert f"cloud/gpt-4o-mini: {error}" in row["error"]
         assert row["lease_owner"] is None and row["finished_at"] is not None
-    assert len(bed.chats("local")) == len(bed.chats("cloud")) == 4  # 2 items x 2 attempts
+    assert (
+        len(bed.chats("local")) == len(bed.chats("cloud")) == 8
+    )  # 2 items x 2 attempts x 2 (asked again once)
     shown = bed.run("jobs")
     assert "dead: scoring/item-00 after 2 attempt(s): local/llama3.1:8b: " in shown.stdout
 

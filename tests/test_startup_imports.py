@@ -28,8 +28,14 @@ print("\\n" + json.dumps({"code": code, "heavy": heavy}))
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["--version"], ["validate", str(ROOT / "config")], ["schema"]],
-    ids=["help", "version", "validate", "schema"],
+    [
+        ["--help"],
+        ["--version"],
+        ["--show-completion", "bash"],
+        ["validate", str(ROOT / "config")],
+        ["schema"],
+    ],
+    ids=["help", "version", "completion", "validate", "schema"],
 )
 def test_a_command_without_a_database_imports_no_heavy_stack(args: list[str]) -> None:
     done = subprocess.run(

@@ -16,6 +16,7 @@ from reconciler.cli import (  # noqa: F401
     config_cmds,
     db_cmds,
     queue_cmds,
+    results_cmds,
     run_cmd,
     state_cmds,
     status_cmds,
@@ -34,6 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = app(args=args, prog_name="reconciler", standalone_mode=False)
     except typer.Exit as exc:
         return exc.exit_code
+    except SystemExit as exc:  # typer's completion options exit directly
+        return exc.code if isinstance(exc.code, int) else 0
     except typer.Abort:
         err.print("aborted")
         return 1

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 app = typer.Typer(
     name="reconciler",
     help="LLM provider settings and task routes as code: validate, plan and apply YAML.",
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,

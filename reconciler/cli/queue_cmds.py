@@ -1,11 +1,12 @@
-"""`enqueue`, `jobs` and `score --once`: the scoring queue from the command line."""
+"""`enqueue`, `jobs` (with `jobs retry` and `jobs purge`) and `score --once`: the scoring queue
+from the command line."""
 
 from __future__ import annotations
 
 import json
 import re
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -34,10 +35,8 @@ def enqueue(
     from reconciler.adapters.db import migrate
     from reconciler.adapters.db import queue_store as queue
     from reconciler.cli.database import open_database
-    from reconciler.core.spec import NAME_HINT, NAME_PATTERN
 
-    if not re.fullmatch(NAME_PATTERN, task):
-        raise StateError(f"task {task!r} is not a valid name: {NAME_HINT}")
+    check_task(task)
     path = None if source == "-" else Path(source)
     name = "<stdin>" if path is None else escape_control(source)
     items, repeated = _read_items(name, path)
@@ -140,11 +139,28 @@ def _json_problem(name: str, number: int, exc: jsonsafe.JsonRejected) -> Problem
     return Problem(name, number, column, "", "json", message, "write one JSON object per line")
 
 
-@app.command()
-def jobs(ctx: typer.Context, output: FormatOption = OutputFormat.text) -> int:
-    """The scoring queue: jobs by task and status, and the dead jobs with their errors."""
-    from rich.table import Table
+jobs_app = typer.Typer(
+    name="jobs",
+    add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(jobs_app)
 
+ItemsOption = Annotated[
+    list[str] | None,
+    typer.Option("--item", help="Only the job of this item id; repeat for several."),
+]
+
+
+@jobs_app.callback(invoke_without_command=True)
+def jobs(ctx: typer.Context, output: FormatOption = OutputFormat.text) -> int:
+    """The scoring queue: jobs by task and status, and the dead jobs with their errors.
+
+    `jobs retry` puts dead jobs back in the queue; `jobs purge` deletes finished ones.
+    """
+    if ctx.invoked_subcommand is not None:
+        return 0
     from reconciler.adapters.db import migrate
     from reconciler.adapters.db import queue_store as queue
     from reconciler.cli.database import open_database
@@ -168,9 +184,21 @@ def jobs(ctx: typer.Context, output: FormatOption = OutputFormat.text) -> int:
         }
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
         return 0
+    _show_jobs(tasks, statuses, counted, dead)
+    return 0
+
+
+def _show_jobs(
+    tasks: list[str],
+    statuses: tuple[str, ...],
+    counted: dict[tuple[str, str], int],
+    dead: list[dict[str, Any]],
+) -> None:
+    from rich.table import Table
+
     if not tasks:
         out.print("The scoring queue is empty.")
-        return 0
+        return
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("TASK", *(s.upper() for s in statuses)):
         table.add_column(column, no_wrap=True, justify="left" if column == "TASK" else "right")
@@ -179,10 +207,95 @@ def jobs(ctx: typer.Context, output: FormatOption = OutputFormat.text) -> int:
     out.print(table)
     for job in dead:
         out.print(
-            f"dead: {job['task']}/{job['item_id']} after {job['attempts']} attempt(s): "
-            f"{job['error']}"
+            escape_control(
+                f"dead: {job['task']}/{job['item_id']} after {job['attempts']} attempt(s): "
+                f"{job['error']}"
+            )
         )
+
+
+@jobs_app.command()
+def retry(
+    ctx: typer.Context,
+    task: Annotated[str, typer.Argument(help="The task whose dead jobs go back in the queue.")],
+    dead: Annotated[bool, typer.Option("--dead", help="Every dead job of the task.")] = False,
+    item: ItemsOption = None,
+) -> int:
+    """Put dead jobs back in the queue: due now, attempts reset, the last error kept as
+    `previous: ...`. Safe while workers run: only dead jobs are touched."""
+    from reconciler.adapters.db import migrate
+    from reconciler.adapters.db import queue_store as queue
+    from reconciler.cli.database import open_database
+
+    check_task(task)
+    if not dead and not item:
+        raise StateError(
+            "say which jobs to put back: --dead for every dead job of the task, or --item ID"
+        )
+    wanted = sorted(set(item)) if item else None
+    settings = settings_of(ctx)
+    with open_database(settings.database_url) as engine:
+        migrate.require_current(engine)
+        count = queue.retry_dead(engine, task, wanted, datetime.now(UTC))
+    if wanted is None:
+        out.print(f"{task}: {count} dead job(s) put back in the queue.")
+        return 0
+    left = len(wanted) - count
+    other = f"; {left} not dead (or not queued at all) left as they are" if left else ""
+    out.print(f"{task}: {count} of {len(wanted)} item(s) put back in the queue{other}.")
     return 0
+
+
+@jobs_app.command()
+def purge(
+    ctx: typer.Context,
+    task: Annotated[str, typer.Argument(help="The task whose finished jobs are deleted.")],
+    done: Annotated[
+        bool, typer.Option("--done", help="Delete done jobs and their answers.")
+    ] = False,
+    dead: Annotated[bool, typer.Option("--dead", help="Delete dead jobs.")] = False,
+    older_than: Annotated[
+        str | None,
+        typer.Option("--older-than", help="Only jobs finished longer ago than this (7d, 12h)."),
+    ] = None,
+) -> int:
+    """Delete finished jobs of a task; queued and leased ones are never touched."""
+    from reconciler.adapters.db import migrate
+    from reconciler.adapters.db import queue_store as queue
+    from reconciler.cli.database import open_database
+    from reconciler.core.scoring import DURATION_HINT, parse_duration
+
+    check_task(task)
+    if not done and not dead:
+        raise StateError("say what to purge: --done, --dead, or both")
+    age = None if older_than is None else parse_duration(older_than)
+    if older_than is not None and age is None:
+        raise StateError(f"--older-than {escape_control(older_than)!r}: {DURATION_HINT}")
+    statuses = [s for s, wanted in ((queue.DONE, done), (queue.DEAD, dead)) if wanted]
+    before = None if age is None else _ago(age)
+    settings = settings_of(ctx)
+    with open_database(settings.database_url) as engine:
+        migrate.require_current(engine)
+        deleted = queue.purge(engine, task, statuses, before)
+    shown = " and ".join(f"{deleted[status]} {status}" for status in statuses)
+    when = f" finished more than {older_than} ago" if older_than else ""
+    out.print(f"{task}: purged {shown} job(s){when}.")
+    return 0
+
+
+def _ago(age: timedelta) -> datetime:
+    now = datetime.now(UTC)
+    try:
+        return now - age
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
+def check_task(task: str) -> None:
+    from reconciler.core.spec import NAME_HINT, NAME_PATTERN
+
+    if not re.fullmatch(NAME_PATTERN, task):
+        raise StateError(f"task {escape_control(task)!r} is not a valid name: {NAME_HINT}")
 
 
 def _say_wait(seconds: float, count: int) -> None:
@@ -215,7 +328,8 @@ def score(
     from reconciler.adapters.plugins import load_registry
     from reconciler.cli.database import open_database
     from reconciler.core.readiness import SERVABLE
-    from reconciler.scoring import ScoringWorker, percentile
+    from reconciler.core.scoring import percentile
+    from reconciler.scoring import ScoringWorker
 
     settings = settings_of(ctx)
     registry = load_registry()

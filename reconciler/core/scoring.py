@@ -1,4 +1,5 @@
-"""Scoring, the pure parts: job input, prompts, output schemas, answer checking, retry delays.
+"""Scoring, the pure parts: job input, prompts, output schemas, answer checking, re-asking,
+output-token caps, retry delays, and the times and durations the queue commands take.
 
 Purely computational, no I/O.
 """
@@ -8,12 +9,16 @@ from __future__ import annotations
 import functools
 import json
 import random
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from reconciler.core import jsonsafe
-from reconciler.core.text import bound, escape_control
+from reconciler.core.text import bound, escape_control, scrub
 
 if TYPE_CHECKING:  # imported where used: most configs declare no output schema
     from jsonschema import Draft202012Validator
@@ -39,6 +44,13 @@ You are a careful assistant. Do the task named {task} on the item you are given 
 with JSON only, matching the schema you are given."""
 
 MAX_ITEM_CHARS = 200_000
+# The output tokens every call may spend unless the route's `params` say otherwise.
+DEFAULT_MAX_OUTPUT_TOKENS = 512
+# How much of a rejected answer is shown back to the model when it is asked again.
+MAX_REASKED_CHARS = 20_000
+REASK_PROMPT = """\
+That answer was not accepted: {error}. Answer again with JSON only, matching the schema you \
+were given."""
 # The longest wait a server's Retry-After can impose on a job; a longer one is read as this.
 MAX_RETRY_AFTER_S = 300.0
 
@@ -152,3 +164,88 @@ def backoff_s(
     if retry_after_s is not None:
         delay = max(delay, min(retry_after_s, MAX_RETRY_AFTER_S))
     return delay
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One model a route may ask: the primary or a fallback."""
+
+    provider: str
+    model: str
+    params: Mapping[str, Any]
+
+
+def route_targets(route: Mapping[str, Any]) -> list[Target]:
+    """The models a route row asks, in order: its primary, then its fallbacks."""
+    first = Target(route["provider"], route["model"], route["params"] or {})
+    rest = [Target(f["provider"], f["model"], f.get("params") or {}) for f in route["fallbacks"]]
+    return [first, *rest]
+
+
+def reask_messages(messages: list[dict[str, str]], answer: str, error: str) -> list[dict[str, str]]:
+    """The conversation asked again: the rejected answer, and what was wrong with it."""
+    return [
+        *messages,
+        {"role": "assistant", "content": bound(answer, MAX_REASKED_CHARS)},
+        {"role": "user", "content": REASK_PROMPT.format(error=error)},
+    ]
+
+
+def scrub_answer(value: Any, known: frozenset[str]) -> Any:
+    """An answer with every known secret value cut out of its strings (keys too), however deep."""
+    if isinstance(value, str):
+        return scrub(value, known)
+    if isinstance(value, dict):
+        return {scrub(k, known): scrub_answer(v, known) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_answer(v, known) for v in value]
+    return value
+
+
+def answer_fields(schema: Mapping[str, Any] | None) -> list[str]:
+    """The top-level fields an output schema declares, in its order (the default's if none)."""
+    properties = (schema or DEFAULT_OUTPUT_SCHEMA).get("properties")
+    return [str(name) for name in properties] if isinstance(properties, dict) else []
+
+
+def percentile(values: Iterable[float], fraction: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"(?:[0-9]{1,9}[smhdw])+")
+_PART = re.compile(r"([0-9]{1,9})([smhdw])")
+DURATION_HINT = "write a duration such as 30m, 1h, 7d or 1h30m"
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """`30s`, `15m`, `1h`, `7d`, `2w` or a sum such as `1h30m`; None when it is none of these."""
+    value = text.strip().lower()
+    if not _DURATION.fullmatch(value):
+        return None
+    seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(value))
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        return None
+
+
+def parse_since(text: str, now: datetime) -> datetime | None:
+    """A moment: a duration before `now` (`1h`), or an ISO time (UTC unless it has an offset).
+
+    None when `text` is neither.
+    """
+    duration = parse_duration(text)
+    if duration is not None:
+        try:
+            return now - duration
+        except OverflowError:
+            return datetime.min.replace(tzinfo=UTC)
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

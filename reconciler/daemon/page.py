@@ -6,6 +6,7 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+from reconciler import __version__
 from reconciler.core.readiness import (
     SERVABLE,
     Reason,
@@ -15,14 +16,14 @@ from reconciler.core.readiness import (
 )
 from reconciler.daemon.state import DaemonState
 
-_COLOURS = {
+STATUS_COLOURS = {
     Status.ready: "#1a7f37",
     Status.degraded: "#9a6700",
     Status.not_ready: "#cf222e",
     Status.stale: "#8250df",
 }
-_DISABLED = "#59636e"
-_STYLE = """
+DISABLED_COLOUR = "#59636e"
+STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #1f2328;
        padding: 0 1rem; }
 h1 { font-size: 1.5rem; margin: 0 0 .25rem; } h2 { font-size: 1.1rem; margin: 1.75rem 0 .5rem; }
@@ -36,32 +37,47 @@ th { font-size: .8rem; text-transform: uppercase; color: #59636e; }
 .ok { background: #dafbe1; } .bad { background: #ffebe9; } .warn { background: #fff8c5; }
 code, .mono { font-family: ui-monospace, monospace; font-size: .85rem; }
 .remedy { color: #59636e; } ul { margin: .25rem 0; padding-left: 1.25rem; }
+footer { margin-top: 2rem; }
 """
 
 
 def status_page(state: DaemonState, now: datetime) -> str:
     """The page at `/`: overall verdict, current error, tasks, last apply, drift."""
     parts = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        "<meta http-equiv='refresh' content='5'>",
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-        f"<title>reconciler: {_overall_word(state)}</title><style>{_STYLE}</style></head><body>",
+        head(f"reconciler: {_overall_word(state)}", refresh=True),
         "<h1>reconciler</h1>",
         f"<div class='meta'>config <code>{escape(state.config_dir)}</code> &middot; database "
         f"<code>{escape(state.database)}</code> &middot; generation {state.generation or 0} "
-        f"&middot; {_leader(state)} &middot; up since {_when(state.started_at, now)}</div>",
+        f"&middot; {_leader(state)} &middot; up since {when(state.started_at, now)}</div>",
         _banner(state),
         _tasks(state, now),
         _last_apply(state, now),
         _drift(state),
-        "<p class='meta'>JSON: <a href='/api/v1/status'>status</a>, "
+        "<p class='meta'>Every provider, its endpoint and its last probe: "
+        "<a href='/providers'>providers</a>. JSON: <a href='/api/v1/status'>status</a>, "
         "<a href='/api/v1/readiness'>readiness</a>, <a href='/api/v1/routes'>routes</a>, "
         "<a href='/api/v1/providers'>providers</a>, <a href='/api/v1/revisions'>revisions</a>, "
         "<a href='/metrics'>metrics</a>, <a href='/docs'>API docs</a>. "
         "This page refreshes every 5 s.</p>",
+        footer(),
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def head(title: str, refresh: bool = False) -> str:
+    """A page's start, up to its `<body>`: `title` (escaped here), the inline style."""
+    meta = "<meta http-equiv='refresh' content='5'>" if refresh else ""
+    return (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'>{meta}"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
+    )
+
+
+def footer() -> str:
+    """The line at the foot of every page: the version that serves it."""
+    return f"<footer class='meta'>reconciler {escape(__version__)}</footer>"
 
 
 def api_page(openapi: dict[str, Any]) -> str:
@@ -74,15 +90,14 @@ def api_page(openapi: dict[str, Any]) -> str:
     info = openapi.get("info", {})
     return "\n".join(
         [
-            "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-            "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-            f"<title>reconciler: API</title><style>{_STYLE}</style></head><body>",
+            head("reconciler: API"),
             f"<h1>{escape(str(info.get('title', 'API')))} API</h1>",
             f"<p class='meta'>{escape(str(info.get('summary', '')))} The full description: "
             "<a href='/openapi.json'>/openapi.json</a> (OpenAPI 3); back to the "
             "<a href='/'>status page</a>.</p>",
             "<table><thead><tr><th>Method</th><th>Path</th><th>What it answers</th>"
             f"<th>Parameters</th></tr></thead><tbody>{rows}</tbody></table>",
+            footer(),
             "</body></html>",
         ]
     )
@@ -156,7 +171,7 @@ def _tasks(state: DaemonState, now: datetime) -> str:
 def _task_row(verdict: Verdict, now: datetime) -> str:
     # A route disabled on purpose is not an alarm: grey, not red.
     disabled = verdict.reason is Reason.route_disabled
-    colour = _DISABLED if disabled else _COLOURS[verdict.status]
+    colour = DISABLED_COLOUR if disabled else STATUS_COLOURS[verdict.status]
     required = " <span class='meta'>(required)</span>" if verdict.required else ""
     target = escape(f"{verdict.provider}/{verdict.model}") if verdict.provider else "-"
     if verdict.served_by and verdict.status is Status.degraded:
@@ -168,7 +183,7 @@ def _task_row(verdict: Verdict, now: datetime) -> str:
         if verdict.remedy:
             why += f"<div class='remedy'>Fix: {escape(verdict.remedy)}</div>"
     latency = f", {verdict.latency_ms:.0f} ms" if verdict.latency_ms is not None else ""
-    checked = _when(verdict.checked_at, now) + latency if verdict.checked_at else "never"
+    checked = when(verdict.checked_at, now) + latency if verdict.checked_at else "never"
     return (
         f"<tr><td><b>{escape(verdict.task)}</b>{required}</td>"
         f"<td><span class='badge' style='background:{colour}'>{verdict.status.value}</span></td>"
@@ -182,7 +197,7 @@ def _last_apply(state: DaemonState, now: datetime) -> str:
         return "<h2>Last apply</h2><p class='meta'>No change applied by this process yet.</p>"
     changes = "".join(f"<li class='mono'>{escape(c)}</li>" for c in last.changes)
     return (
-        f"<h2>Last apply</h2><p>Generation {last.generation}, {_when(last.at, now)}: "
+        f"<h2>Last apply</h2><p>Generation {last.generation}, {when(last.at, now)}: "
         f"{escape(last.summary)}</p><ul>{changes}</ul>"
     )
 
@@ -197,7 +212,7 @@ def _drift(state: DaemonState) -> str:
     )
 
 
-def _when(moment: datetime, now: datetime) -> str:
+def when(moment: datetime, now: datetime) -> str:
     seconds = int((now - moment).total_seconds())
     if seconds < 120:
         return f"{seconds}s ago"

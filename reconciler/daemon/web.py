@@ -21,7 +21,7 @@ import logging
 import re
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,12 +34,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from reconciler.adapters import secrets
+from reconciler import __version__
 from reconciler.adapters.db import queue_store, readiness_store, store
 from reconciler.core.readiness import all_required_servable
-from reconciler.core.text import scrub, untrusted
+from reconciler.core.text import untrusted
+from reconciler.daemon import api_results, legacy, providers_view
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.page import api_page, status_page
+from reconciler.daemon.responses import jsonable, page, read, scrubbed
 from reconciler.daemon.state import DaemonState
 from reconciler.errors import StateError
 from reconciler.readiness import verdict_document
@@ -48,12 +50,6 @@ HEARTBEAT_STALE_S = 10.0
 ANY_HOST = "*"
 MISDIRECTED = 421
 LISTEN_BACKLOG = 128
-# The pages load nothing: no script, no font, no stylesheet but their own inline one.
-PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-}
 _NAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
 
 
@@ -201,7 +197,7 @@ def create_app(engine: Engine, state: DaemonState, metrics: Metrics, hosts: Host
             "generation": state.generation,
             "error": state.summary()["error"],
         }
-        return JSONResponse(_scrubbed(body), status_code=200 if not reasons else 503)
+        return JSONResponse(scrubbed(body), status_code=200 if not reasons else 503)
 
     @app.get("/readyz/tasks", tags=["health"])
     async def readyz_tasks() -> JSONResponse:
@@ -221,31 +217,19 @@ def create_app(engine: Engine, state: DaemonState, metrics: Metrics, hosts: Host
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     _add_api(app, engine, state)
+    app.include_router(api_results.router(engine))
+    app.include_router(legacy.router(engine, state))
+    app.include_router(providers_view.router(engine, state))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def page() -> HTMLResponse:
-        return _page(status_page(state, datetime.now(UTC)))
+    async def status() -> HTMLResponse:
+        return page(status_page(state, datetime.now(UTC)))
 
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
     async def docs() -> HTMLResponse:
-        return _page(api_page(app.openapi()))
+        return page(api_page(app.openapi()))
 
     return app
-
-
-def _page(html: str) -> HTMLResponse:
-    return HTMLResponse(scrub(html, secrets.known()), headers=PAGE_HEADERS)
-
-
-def _scrubbed(value: Any) -> Any:
-    """`value` with every known secret value cut out of its strings, however deep."""
-    if isinstance(value, str):
-        return scrub(value, secrets.known())
-    if isinstance(value, dict):
-        return {k: _scrubbed(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrubbed(v) for v in value]
-    return value
 
 
 def _add_api(app: FastAPI, engine: Engine, state: DaemonState) -> None:
@@ -253,8 +237,8 @@ def _add_api(app: FastAPI, engine: Engine, state: DaemonState) -> None:
 
     @app.get("/api/v1/status", tags=["api"])
     async def api_status() -> dict[str, Any]:
-        """The daemon: leader or not, last apply, current error, drift."""
-        summary: dict[str, Any] = _scrubbed(state.summary())
+        """The daemon: its version, leader or not, last apply, current error, drift."""
+        summary: dict[str, Any] = scrubbed({"version": __version__, **state.summary()})
         return summary
 
     @app.get("/api/v1/readiness", tags=["api"])
@@ -270,34 +254,34 @@ def _add_api(app: FastAPI, engine: Engine, state: DaemonState) -> None:
     @app.get("/api/v1/providers", tags=["api"])
     async def api_providers() -> list[dict[str, Any]]:
         """The provider rows (secrets appear as their `{env: NAME}` reference only)."""
-        rows: list[dict[str, Any]] = await _read(engine, readiness_store.read_provider_rows)
+        rows: list[dict[str, Any]] = await read(engine, readiness_store.read_provider_rows)
         return rows
 
     @app.get("/api/v1/routes", tags=["api"])
     async def api_routes() -> list[dict[str, Any]]:
         """The task route rows."""
-        rows: list[dict[str, Any]] = await _read(engine, readiness_store.read_route_rows)
+        rows: list[dict[str, Any]] = await read(engine, readiness_store.read_route_rows)
         return rows
 
     @app.get("/api/v1/revisions", tags=["api"])
     async def api_revisions(limit: int = Query(20, ge=1, le=500)) -> list[dict[str, Any]]:
         """The latest applies, newest first."""
-        rows = await _read(engine, lambda conn: store.list_revisions(conn, limit))
-        return [_jsonable(row) for row in rows]
+        rows = await read(engine, lambda conn: store.list_revisions(conn, limit))
+        return [jsonable(row) for row in rows]
 
     @app.get("/api/v1/jobs", tags=["api"])
     async def api_jobs(limit: int = Query(20, ge=1, le=500)) -> dict[str, Any]:
         """The scoring queue: jobs by task and status, and the latest dead jobs."""
 
-        def read(conn: Any) -> dict[str, Any]:
+        def counts(conn: Any) -> dict[str, Any]:
             counted = queue_store.counts(conn)
             tasks: dict[str, dict[str, int]] = {}
             for (task, status), n in counted.items():
                 tasks.setdefault(task, {})[status] = n
-            dead = [_jsonable(d) for d in queue_store.dead_jobs(conn, limit)]
+            dead = [jsonable(d) for d in queue_store.dead_jobs(conn, limit)]
             return {"tasks": tasks, "dead": dead}
 
-        result: dict[str, Any] = await _read(engine, read)
+        result: dict[str, Any] = await read(engine, counts)
         return result
 
 
@@ -308,18 +292,6 @@ def _ping(engine: Engine) -> tuple[bool, str]:
     except Exception as exc:  # any failure means "not ready"; the reason is shown
         return False, str(exc).strip().splitlines()[0][:200] if str(exc) else type(exc).__name__
     return True, "ok"
-
-
-async def _read(engine: Engine, query: Callable[[Any], Any]) -> Any:
-    def run() -> Any:
-        with engine.connect() as conn:
-            return query(conn)
-
-    return await asyncio.to_thread(run)
-
-
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
 
 
 class QuietServer(uvicorn.Server):

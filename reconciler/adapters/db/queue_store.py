@@ -1,19 +1,33 @@
-"""The scoring queue in the database: enqueue, claim under a lease, renew, finish, release.
+"""The scoring queue in the database: enqueue, claim under a lease, renew, finish, release;
+read the results a page at a time; put dead jobs back; purge finished ones.
 
 A job's row also holds its one result, so an item can never have two. Claims use
 `FOR UPDATE SKIP LOCKED` on PostgreSQL and an immediate (write-locked) transaction on SQLite;
 finishing a job checks that the lease is still this worker's, so a worker whose lease expired
-and was taken over cannot overwrite the new owner's work.
+and was taken over cannot overwrite the new owner's work. `retry_dead` and `purge` are single
+statements conditioned on a finished status, so a job a worker holds is never touched.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Text,
+    and_,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -21,7 +35,25 @@ from reconciler.adapters.db.engine import is_sqlite
 from reconciler.adapters.db.tables import routes, scoring_jobs
 
 QUEUED, LEASED, DONE, DEAD = "queued", "leased", "done", "dead"
+FINISHED = (DONE, DEAD)
+RESULTS_PAGE = 1000  # rows per query when results are streamed
+PREVIOUS = "previous: "  # what a retried job's last error is kept under
 _CHUNK = 500
+RESULT_COLUMNS = (
+    "id",
+    "task",
+    "item_id",
+    "status",
+    "result",
+    "provider",
+    "model",
+    "latency_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "attempts",
+    "finished_at",
+    "error",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,13 +216,101 @@ def dead_jobs(conn: Connection, limit: int) -> list[dict[str, Any]]:
     return [dict(row._mapping) for row in conn.execute(query)]
 
 
-def results(conn: Connection, task: str | None = None) -> list[dict[str, Any]]:
-    """Finished jobs with their results, by id."""
-    columns = ("task", "item_id", "result", "provider", "model", "latency_ms", "attempts")
-    query = select(*(scoring_jobs.c[c] for c in columns)).where(scoring_jobs.c.status == DONE)
-    if task is not None:
-        query = query.where(scoring_jobs.c.task == task)
-    return [dict(row._mapping) for row in conn.execute(query.order_by(scoring_jobs.c.id))]
+@dataclass(frozen=True, slots=True)
+class ResultQuery:
+    """Which finished jobs to read: of one task or all, by status, finished at or after `since`."""
+
+    task: str | None = None
+    statuses: tuple[str, ...] = (DONE,)
+    since: datetime | None = None
+
+
+Cursor = tuple[str, str]  # (task, item_id) of the last row read
+
+
+def results_page(
+    conn: Connection, query: ResultQuery, after: Cursor | None, limit: int
+) -> list[dict[str, Any]]:
+    """Up to `limit` finished jobs after `after`, by (task, item_id): a keyset page.
+
+    The key is the queue's unique (task, item_id), whose index serves every page in order, so
+    each page costs its own rows however deep into the results it is. With `query.task`, a
+    cursor must be of that task.
+    """
+    jobs = scoring_jobs.c
+    statement = select(*(jobs[c] for c in RESULT_COLUMNS)).where(jobs.status.in_(query.statuses))
+    if query.since is not None:
+        statement = statement.where(jobs.finished_at >= query.since)
+    if query.task is not None:
+        statement = statement.where(jobs.task == query.task).order_by(jobs.item_id)
+        if after is not None:
+            statement = statement.where(jobs.item_id > after[1])
+    else:
+        statement = statement.order_by(jobs.task, jobs.item_id)
+        if after is not None:
+            statement = statement.where(tuple_(jobs.task, jobs.item_id) > tuple_(*after))
+    return [dict(row._mapping) for row in conn.execute(statement.limit(limit))]
+
+
+def iter_results(
+    engine: Engine, query: ResultQuery, page: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every job `query` selects, read `page` (RESULTS_PAGE) rows at a time, each page in a short
+    read of its own: memory stays flat, and no transaction stays open while the caller writes."""
+    page = page or RESULTS_PAGE
+    after: Cursor | None = None
+    while True:
+        with engine.connect() as conn:
+            rows = results_page(conn, query, after, page)
+        yield from rows
+        if len(rows) < page:
+            return
+        after = (rows[-1]["task"], rows[-1]["item_id"])
+
+
+def retry_dead(engine: Engine, task: str, item_ids: Sequence[str] | None, now: datetime) -> int:
+    """Put dead jobs of `task` (all, or those of `item_ids`) back in the queue, due now, with
+    their attempts reset and their last error kept as `previous: ...`; returns how many."""
+    jobs = scoring_jobs.c
+    statement = (
+        update(scoring_jobs)
+        .where(jobs.task == task, jobs.status == DEAD)
+        .values(
+            status=QUEUED,
+            attempts=0,
+            not_before=now,
+            lease_owner=None,
+            lease_expires_at=None,
+            finished_at=None,
+            error=literal(PREVIOUS, Text) + jobs.error,
+            updated_at=now,
+        )
+    )
+    with _begin(engine) as conn:
+        if item_ids is None:
+            return conn.execute(statement).rowcount
+        wanted = sorted(set(item_ids))
+        chunks = (wanted[i : i + _CHUNK] for i in range(0, len(wanted), _CHUNK))
+        return sum(conn.execute(statement.where(jobs.item_id.in_(c))).rowcount for c in chunks)
+
+
+def purge(
+    engine: Engine, task: str, statuses: Iterable[str], finished_before: datetime | None
+) -> dict[str, int]:
+    """Delete the finished jobs of `task` in `statuses` (done, dead; never queued or leased),
+    only those finished before `finished_before` when given; returns how many, by status."""
+    deleted: dict[str, int] = {}
+    with _begin(engine) as conn:
+        for status in sorted(set(statuses)):
+            if status not in FINISHED:
+                raise ValueError(f"only finished jobs are purged, not {status!r} ones")
+            statement = delete(scoring_jobs).where(
+                scoring_jobs.c.task == task, scoring_jobs.c.status == status
+            )
+            if finished_before is not None:
+                statement = statement.where(scoring_jobs.c.finished_at < finished_before)
+            deleted[status] = conn.execute(statement).rowcount
+    return deleted
 
 
 def route_rows(conn: Connection) -> dict[str, dict[str, Any]]:

@@ -7,6 +7,9 @@ MAX_RETRY_AFTER_S) and answers that are not what was asked for; the caller tries
 and retries later. Any other 4xx is permanent for that target (a model that is not there, a
 request the server rejects). Whatever the server said is quoted only after every known secret
 value is cut out of it and its control characters are escaped.
+
+Every call caps the tokens the model may write: DEFAULT_MAX_OUTPUT_TOKENS unless the route's
+`params` give Ollama's `num_predict` or OpenAI's `max_tokens` (or `max_completion_tokens`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import httpx
 
 from reconciler.adapters import secrets
 from reconciler.adapters.providers.http import ProbeFailure, request
-from reconciler.core.scoring import MAX_RETRY_AFTER_S
+from reconciler.core.scoring import DEFAULT_MAX_OUTPUT_TOKENS, MAX_RETRY_AFTER_S
 from reconciler.core.spec import OllamaProvider, OpenAICompatibleProvider, ProviderSpec
 from reconciler.core.text import decode_untrusted
 
@@ -47,6 +50,21 @@ class ChatAnswer:
     prompt_tokens: int | None
     completion_tokens: int | None
 
+    def then(self, later: ChatAnswer) -> ChatAnswer:
+        """`later`'s content, at the cost of both calls (time and the tokens known)."""
+        return ChatAnswer(
+            later.content,
+            self.latency_ms + later.latency_ms,
+            _sum(self.prompt_tokens, later.prompt_tokens),
+            _sum(self.completion_tokens, later.completion_tokens),
+        )
+
+
+def _sum(first: int | None, second: int | None) -> int | None:
+    if first is None or second is None:
+        return second if first is None else first
+    return min(first + second, MAX_TOKENS)
+
 
 async def chat(
     client: httpx.AsyncClient,
@@ -66,13 +84,13 @@ async def chat(
             "messages": messages,
             "stream": False,
             "format": schema,
-            "options": dict(params),
+            "options": {"num_predict": DEFAULT_MAX_OUTPUT_TOKENS, **params},
             "keep_alive": spec.keep_alive,
         }
     elif isinstance(spec, OpenAICompatibleProvider):
         path = "chat/completions" if _versioned(str(client.base_url)) else "v1/chat/completions"
         body = {
-            **params,
+            **_openai_cap(params),
             "model": model,
             "messages": messages,
             "response_format": {
@@ -100,6 +118,13 @@ async def chat(
     if isinstance(spec, OllamaProvider):
         return _ollama_answer(document, latency)
     return _openai_answer(document, latency)
+
+
+def _openai_cap(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The route's request fields, with the default output cap unless they set one."""
+    if "max_tokens" in params or "max_completion_tokens" in params:
+        return dict(params)
+    return {"max_tokens": DEFAULT_MAX_OUTPUT_TOKENS, **params}
 
 
 def _versioned(base_url: str) -> bool:

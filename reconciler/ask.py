@@ -1,0 +1,227 @@
+"""Asking a task's route for one answer: the one code path of the scoring worker and `try`.
+
+The primary is asked first, then the fallbacks in order, each for a structured answer (Ollama
+`format`, OpenAI `response_format`) checked against the route's output schema. An answer that is
+not JSON matching the schema is asked again once, in the same attempt, with the rejected answer
+and what was wrong with it; only then does that target count as failed. At most
+`max_concurrency` calls run per provider, each capped in output tokens (see `chat`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine
+
+from reconciler import readiness
+from reconciler.adapters import secrets
+from reconciler.adapters.db import queue_store as queue
+from reconciler.adapters.providers.chat import CallFailure, ChatAnswer, chat
+from reconciler.adapters.providers.http import MissingSecret, make_client, resolve_headers
+from reconciler.core.registry import ProviderRegistry
+from reconciler.core.scoring import (
+    DEFAULT_OUTPUT_SCHEMA,
+    MalformedAnswer,
+    Target,
+    messages_for,
+    parse_answer,
+    reask_messages,
+    route_targets,
+    system_prompt,
+)
+from reconciler.core.spec import ProviderSpec
+from reconciler.core.text import untrusted
+from reconciler.errors import StateError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RouteSnapshot:
+    """The routes and provider specs as the database has them at one generation."""
+
+    generation: int
+    routes: Mapping[str, dict[str, Any]]
+    specs: Mapping[str, ProviderSpec]
+
+
+def load_snapshot(engine: Engine, registry: ProviderRegistry) -> RouteSnapshot:
+    inputs = readiness.inputs_from_database(engine, registry)
+    with engine.connect() as conn:
+        routes = queue.route_rows(conn)
+    return RouteSnapshot(inputs.generation, routes, inputs.specs)
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """A valid answer, who gave it, and what it cost (a re-ask included)."""
+
+    result: dict[str, Any]
+    provider: str
+    model: str
+    latency_ms: float
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+class RouteFailure(Exception):
+    """No target of the route gave a valid answer; `failures` says why, target by target."""
+
+    def __init__(self, failures: Sequence[tuple[Target, CallFailure]]) -> None:
+        self.failures = tuple(failures)
+        self.lines = tuple(f"{t.provider}/{t.model}: {f.detail}" for t, f in self.failures)
+        super().__init__("; ".join(self.lines))
+        self.transient = any(f.transient for _, f in self.failures)
+        waits = [f.retry_after_s for _, f in self.failures if f.retry_after_s is not None]
+        self.retry_after_s = max(waits) if waits else None
+
+
+class Asker:
+    """Asks a route's models for structured answers: one client and one limit per provider."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self.env = env
+        self._clients: dict[str, tuple[ProviderSpec, httpx.AsyncClient]] = {}
+        self._retired: list[httpx.AsyncClient] = []
+        self._slots: dict[str, tuple[int, asyncio.Semaphore]] = {}
+
+    async def ask(
+        self, snapshot: RouteSnapshot, task: str, route: Mapping[str, Any], payload: dict[str, Any]
+    ) -> Answered:
+        """The first valid answer of the route's primary and fallbacks; else `RouteFailure`."""
+        schema = route["output_schema"] or DEFAULT_OUTPUT_SCHEMA
+        messages = messages_for(payload, system_prompt(task, route["prompt"]))
+        failures: list[tuple[Target, CallFailure]] = []
+        for target in route_targets(route):
+            try:
+                return await self._ask_safely(snapshot, target, messages, schema)
+            except CallFailure as failure:
+                failures.append((target, failure))
+        raise RouteFailure(failures)
+
+    async def _ask_safely(
+        self,
+        snapshot: RouteSnapshot,
+        target: Target,
+        messages: list[dict[str, str]],
+        schema: dict[str, Any],
+    ) -> Answered:
+        """`_ask`, with any unforeseen error made a transient failure of this target.
+
+        So a provider that breaks this code in a way nobody foresaw costs one attempt at that
+        target, with a true message, and the fallbacks are still tried.
+        """
+        try:
+            return await self._ask(snapshot, target, messages, schema)
+        except CallFailure:
+            raise
+        except Exception as exc:
+            where = f"{target.provider}/{target.model}"
+            log.debug("call to %s failed unexpectedly", where, exc_info=True)
+            detail = untrusted(str(exc), secrets.known(), limit=200)
+            raise CallFailure(f"unexpected {type(exc).__name__}: {detail}", True) from None
+
+    async def _ask(
+        self,
+        snapshot: RouteSnapshot,
+        target: Target,
+        messages: list[dict[str, str]],
+        schema: dict[str, Any],
+    ) -> Answered:
+        spec = snapshot.specs.get(target.provider)
+        if spec is None or not spec.enabled:
+            raise CallFailure("provider missing or disabled", transient=True)
+        try:
+            headers = resolve_headers(spec.endpoint, os.environ if self.env is None else self.env)
+        except MissingSecret as exc:
+            raise CallFailure(exc.detail, transient=True) from None
+        async with self._slot(target.provider, spec):
+            client = await self._client(target.provider, spec)
+
+            async def call(sent: list[dict[str, str]]) -> ChatAnswer:
+                return await chat(client, spec, target.model, sent, schema, target.params, headers)
+
+            result, answer = await _valid_answer(call, messages, schema)
+        return Answered(
+            result,
+            target.provider,
+            target.model,
+            answer.latency_ms,
+            answer.prompt_tokens,
+            answer.completion_tokens,
+        )
+
+    def _slot(self, provider: str, spec: ProviderSpec) -> asyncio.Semaphore:
+        held = self._slots.get(provider)
+        if held is None or held[0] != spec.max_concurrency:
+            held = (spec.max_concurrency, asyncio.Semaphore(spec.max_concurrency))
+            self._slots[provider] = held
+        return held[1]
+
+    async def _client(self, provider: str, spec: ProviderSpec) -> httpx.AsyncClient:
+        held = self._clients.get(provider)
+        if held is not None and held[0] == spec:
+            return held[1]
+        if held is not None:  # calls in flight may still use it: close it in `close`
+            self._retired.append(held[1])
+        client = make_client(spec.endpoint, max_connections=spec.max_concurrency)
+        self._clients[provider] = (spec, client)
+        return client
+
+    async def close(self) -> None:
+        for client in [*(c for _, c in self._clients.values()), *self._retired]:
+            await client.aclose()
+        self._clients.clear()
+        self._retired.clear()
+
+
+async def _valid_answer(
+    call: Callable[[list[dict[str, str]]], Awaitable[ChatAnswer]],
+    messages: list[dict[str, str]],
+    schema: dict[str, Any],
+) -> tuple[dict[str, Any], ChatAnswer]:
+    """Ask; an answer that is not JSON matching `schema` is asked again once, saying why."""
+    first = await call(messages)
+    try:
+        return parse_answer(first.content, schema), first
+    except MalformedAnswer as exc:
+        again = reask_messages(messages, first.content, str(exc))
+    second = await call(again)
+    try:
+        return parse_answer(second.content, schema), first.then(second)
+    except MalformedAnswer as exc:
+        raise CallFailure(f"{exc} (also when asked again)", transient=True) from None
+
+
+def ask_once(
+    engine: Engine,
+    registry: ProviderRegistry,
+    task: str,
+    payload: dict[str, Any],
+    env: Mapping[str, str] | None = None,
+) -> Answered:
+    """One item through the task's route as the database has it now; nothing is stored.
+
+    Raises `StateError` when the task has no enabled route, `RouteFailure` when no target answered.
+    """
+    snapshot = load_snapshot(engine, registry)
+    route = snapshot.routes.get(task)
+    if route is None:
+        raise StateError(f"task {task} has no route; add one under `routes:` and apply")
+    if not route["enabled"]:
+        raise StateError(f"the route of task {task} is disabled; enable it and apply")
+
+    async def ask() -> Answered:
+        asker = Asker(env)
+        try:
+            return await asker.ask(snapshot, task, route, payload)
+        finally:
+            await asker.close()
+
+    return asyncio.run(ask())
