@@ -463,6 +463,10 @@ def test_the_daemon_scores_what_is_enqueued_and_sigterm_gives_calls_in_flight_ba
     daemon.wait_for(lambda: jobs_of(daemon, "triage").get("done") == 10, what="10 jobs done")
     metrics = daemon.get("/metrics").text
     assert 'reconciler_jobs_finished_total{result="done"} 10.0' in metrics
+    # the fake answers every call with 42 prompt and 9 completion tokens
+    for kind, count in (("prompt", 420), ("completion", 90)):
+        labels = f'kind="{kind}",model="llama3.1:8b",provider="local",task="triage"'
+        assert f"reconciler_model_tokens_total{{{labels}}} {count}.0" in metrics
     assert {(r["status"], r["provider"]) for r in bed.rows().values()} == {("done", "local")}
 
     bed.fake.behaviours["local"].hang = True  # calls are accepted and never answered

@@ -104,7 +104,12 @@ class Daemon:
             lambda: self.state.leader,
         )
         self.worker.on_applied = self.readiness.poke
-        self.scorer = ScoringWorker(engine, registry, on_finished=self.metrics.job_finished)
+        self.scorer = ScoringWorker(
+            engine,
+            registry,
+            on_finished=self.metrics.job_finished,
+            on_answered=self.metrics.answered,
+        )
         self.server = None
         self.sockets: list[socket.socket] = []
         bind_host = options.http[0] if options.http is not None else "127.0.0.1"

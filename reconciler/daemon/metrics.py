@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from reconciler.ask import Answered
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -74,12 +76,27 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=r,
         )
+        self.tokens = Counter(
+            "reconciler_model_tokens",
+            "Tokens of kept answers by task, provider, model and kind (prompt, completion).",
+            ["task", "provider", "model", "kind"],
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "reconciler_queue_jobs",
             "Scoring jobs by task and status.",
             ["task", "status"],
             registry=r,
         )
+
+    def answered(self, task: str, answered: Answered) -> None:
+        """Count the tokens of an answer kept."""
+        for kind, count in (
+            ("prompt", answered.prompt_tokens),
+            ("completion", answered.completion_tokens),
+        ):
+            if count:
+                self.tokens.labels(task, answered.provider, answered.model, kind).inc(count)
 
     def job_finished(self, result: str, latency_s: float | None) -> None:
         self.jobs_finished.labels(result).inc()
