@@ -1,7 +1,8 @@
 """Asking a task's route for one answer: the one code path of the scoring worker and `try`.
 
-The primary is asked first, then the fallbacks in order, each for a structured answer (Ollama
-`format`, OpenAI `response_format`) checked against the route's output schema. An answer that is
+The primary is asked first, then the fallbacks in order, each for a structured answer (through
+its provider type's driver: Ollama `format`, OpenAI `response_format`, Anthropic a forced tool)
+checked against the route's output schema. An answer that is
 not JSON matching the schema is asked again once, in the same attempt, with the rejected answer
 and what was wrong with it; only then does that target count as failed. At most
 `max_concurrency` calls run per provider, each capped in output tokens (see `chat`).
@@ -13,7 +14,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -22,7 +23,9 @@ from sqlalchemy import Engine
 from reconciler import readiness
 from reconciler.adapters import secrets
 from reconciler.adapters.db import queue_store as queue
+from reconciler.adapters.providers.builtin import builtin_driver
 from reconciler.adapters.providers.chat import CallFailure, ChatAnswer, chat
+from reconciler.adapters.providers.driver import ProviderDriver
 from reconciler.adapters.providers.http import MissingSecret, make_client, resolve_headers
 from reconciler.core.registry import ProviderRegistry
 from reconciler.core.scoring import (
@@ -49,13 +52,22 @@ class RouteSnapshot:
     generation: int
     routes: Mapping[str, dict[str, Any]]
     specs: Mapping[str, ProviderSpec]
+    # Each provider's driver; a built-in type's is found without.
+    drivers: Mapping[str, ProviderDriver] = field(default_factory=dict)
+
+    def driver(self, provider: str, spec: ProviderSpec) -> ProviderDriver:
+        found = self.drivers.get(provider) or builtin_driver(spec.type)
+        if found is None:
+            detail = f"provider type {spec.type!r} has no driver in this installation"
+            raise CallFailure(detail, transient=False)
+        return found
 
 
 def load_snapshot(engine: Engine, registry: ProviderRegistry) -> RouteSnapshot:
     inputs = readiness.inputs_from_database(engine, registry)
     with engine.connect() as conn:
         routes = queue.route_rows(conn)
-    return RouteSnapshot(inputs.generation, routes, inputs.specs)
+    return RouteSnapshot(inputs.generation, routes, inputs.specs, inputs.drivers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,15 +149,19 @@ class Asker:
         spec = snapshot.specs.get(target.provider)
         if spec is None or not spec.enabled:
             raise CallFailure("provider missing or disabled", transient=True)
+        driver = snapshot.driver(target.provider, spec)
+        env = os.environ if self.env is None else self.env
         try:
-            headers = resolve_headers(spec.endpoint, os.environ if self.env is None else self.env)
+            headers = resolve_headers(spec.endpoint, env, driver.auth_headers)
         except MissingSecret as exc:
             raise CallFailure(exc.detail, transient=True) from None
         async with self._slot(target.provider, spec):
             client = await self._client(target.provider, spec)
 
             async def call(sent: list[dict[str, str]]) -> ChatAnswer:
-                return await chat(client, spec, target.model, sent, schema, target.params, headers)
+                return await chat(
+                    client, spec, driver, target.model, sent, schema, target.params, headers
+                )
 
             result, answer = await _valid_answer(call, messages, schema)
         return Answered(

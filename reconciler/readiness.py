@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +16,9 @@ from sqlalchemy import Engine
 
 from reconciler.adapters.db import migrate, queue_store, store
 from reconciler.adapters.db import readiness_store as stored
+from reconciler.adapters.plugins import load_registry
+from reconciler.adapters.providers.builtin import driver_of
+from reconciler.adapters.providers.driver import ProviderDriver
 from reconciler.adapters.providers.probe import Prober, Target
 from reconciler.core.config import DesiredState
 from reconciler.core.readiness import (
@@ -48,14 +51,35 @@ class Inputs:
     unusable: Mapping[str, str]
     # Tasks with jobs waiting in the scoring queue but no route.
     unrouted: tuple[str, ...] = ()
+    # Each provider's driver, from its type in the registry.
+    drivers: Mapping[str, ProviderDriver] = field(default_factory=dict)
 
     def targets(self) -> list[Target]:
         wanted = targets_to_probe(self.routes, self.providers)
         return [
-            Target(name, self.specs[name], frozenset(models))
+            Target(name, self.specs[name], frozenset(models), self.drivers.get(name))
             for name, models in sorted(wanted.items())
             if name in self.specs
         ]
+
+
+def provider_view(
+    name: str,
+    type_name: str,
+    enabled: bool,
+    spec: ProviderSpec | None,
+    driver: ProviderDriver | None,
+) -> ProviderView:
+    """What readiness needs of a provider, with its driver's remedies."""
+    refs = spec.endpoint.secret_refs() if spec else []
+    return ProviderView(
+        name,
+        type_name,
+        enabled,
+        spec.endpoint.base_url if spec else "",
+        tuple(r.env for r in refs),
+        driver.remedy if driver is not None else None,
+    )
 
 
 def inputs_from_database(engine: Engine, registry: ProviderRegistry) -> Inputs:
@@ -68,20 +92,19 @@ def inputs_from_database(engine: Engine, registry: ProviderRegistry) -> Inputs:
         waiting = queue_store.pending_tasks(conn)
     specs: dict[str, ProviderSpec] = {}
     unusable: dict[str, str] = {}
+    drivers: dict[str, ProviderDriver] = {}
     views = []
     for row in provider_rows:
+        name = row["name"]
         spec, problem = _spec_of(row, registry)
         if spec is not None:
-            specs[row["name"]] = spec
+            specs[name] = spec
         else:
-            unusable[row["name"]] = problem
-        refs = spec.endpoint.secret_refs() if spec else []
-        base_url = spec.endpoint.base_url if spec else ""
-        views.append(
-            ProviderView(
-                row["name"], row["type"], row["enabled"], base_url, tuple(r.env for r in refs)
-            )
-        )
+            unusable[name] = problem
+        driver = driver_of(registry.get(row["type"]))
+        if driver is not None:
+            drivers[name] = driver
+        views.append(provider_view(name, row["type"], row["enabled"], spec, driver))
     route_views = tuple(
         RouteView(
             row["task"],
@@ -95,20 +118,22 @@ def inputs_from_database(engine: Engine, registry: ProviderRegistry) -> Inputs:
     )
     routed = {route.task for route in route_views}
     unrouted = tuple(sorted(task for task in waiting if task not in routed))
-    return Inputs(generation, route_views, tuple(views), specs, unusable, unrouted)
+    return Inputs(generation, route_views, tuple(views), specs, unusable, unrouted, drivers)
 
 
-def inputs_from_files(state: DesiredState, generation: int) -> Inputs:
+def inputs_from_files(
+    state: DesiredState, generation: int, registry: ProviderRegistry | None = None
+) -> Inputs:
     """The routes and providers as the files declare them: what an apply would make."""
+    registry = registry or load_registry()
     specs = {name: p.spec for name, p in state.providers.items()}
+    drivers = {
+        name: driver
+        for name, spec in specs.items()
+        if (driver := driver_of(registry.get(spec.type))) is not None
+    }
     views = tuple(
-        ProviderView(
-            name,
-            spec.type,
-            spec.enabled,
-            spec.endpoint.base_url,
-            tuple(r.env for r in spec.endpoint.secret_refs()),
-        )
+        provider_view(name, spec.type, spec.enabled, spec, drivers.get(name))
         for name, spec in sorted(specs.items())
     )
     routes = tuple(
@@ -122,7 +147,7 @@ def inputs_from_files(state: DesiredState, generation: int) -> Inputs:
         )
         for task, r in sorted(state.routes.items())
     )
-    return Inputs(generation, routes, views, specs, {})
+    return Inputs(generation, routes, views, specs, {}, (), drivers)
 
 
 def _spec_of(row: dict[str, Any], registry: ProviderRegistry) -> tuple[ProviderSpec | None, str]:
@@ -171,10 +196,13 @@ def check_now(
 
 
 def check_files(
-    state: DesiredState, env: Mapping[str, str] | None = None, generation: int = 0
+    state: DesiredState,
+    env: Mapping[str, str] | None = None,
+    generation: int = 0,
+    registry: ProviderRegistry | None = None,
 ) -> list[Verdict]:
     """The verdicts the files' routes would get if applied now: `plan --probe`. Stores nothing."""
-    inputs = inputs_from_files(state, generation)
+    inputs = inputs_from_files(state, generation, registry)
     reports = asyncio.run(_probe_once(inputs, env))
     return decide(inputs, reports, datetime.now(UTC))
 

@@ -1,8 +1,9 @@
 """A fake model server for tests and benchmarks: real HTTP/1.1 on 127.0.0.1, one port per provider.
 
-It speaks the subsets of Ollama's and the OpenAI-compatible APIs that reconciler uses, with their
-real error shapes, and misbehaves on request: slow answers, a one-byte-per-second trickle, a
-socket that never answers, a 10 MB body, bodies that are not JSON, 401, 5xx, 503 `Loading model`.
+It speaks the subsets of Ollama's, the OpenAI-compatible and Anthropic's APIs that reconciler
+uses, with their real error shapes, and the tiny API of the test plugin's `acme` type. It
+misbehaves on request: slow answers, a one-byte-per-second trickle, a socket that never answers,
+a 10 MB body, bodies that are not JSON, 401, 5xx, 503 `Loading model`, 529 `overloaded_error`.
 It runs its own event loop in a background thread, so synchronous tests and code that calls
 `asyncio.run` can both talk to it. Behaviour is read at request time: a test may change it.
 """
@@ -13,6 +14,7 @@ import asyncio
 import gzip
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -21,12 +23,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, unquote
 
 OLLAMA = "ollama"
 OPENAI = "openai"
-INFERENCE_PATHS = frozenset({"/api/chat", "/api/generate", "/api/embed", "/v1/chat/completions"})
+ANTHROPIC = "anthropic"
+ACME = "acme"  # tests/plugin_pkg's type: GET deployments/D/models, POST deployments/D/generate
+ANTHROPIC_VERSION = "2023-06-01"
+INFERENCE_PATHS = frozenset(
+    {"/api/chat", "/api/generate", "/api/embed", "/v1/chat/completions", "/v1/messages"}
+)
+_ACME_GENERATE = re.compile(r"/v1/deployments/[^/]+/generate")
 _REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 500: "Internal Server Error"}
 _REASONS |= {503: "Service Unavailable", 429: "Too Many Requests", 302: "Found"}
+_REASONS |= {400: "Bad Request", 529: "Overloaded"}
 
 
 ChatHandler = Callable[["Behaviour", str, Any], tuple[Any, ...]]
@@ -46,7 +56,8 @@ class Behaviour:
     kind: str = OLLAMA
     models: list[FakeModel] = field(default_factory=list)
     version: str = "0.6.2"
-    api_key: str | None = None  # when set, requests need `Authorization: Bearer <key>`
+    # when set, requests need `Authorization: Bearer <key>` (Anthropic: `x-api-key: <key>`)
+    api_key: str | None = None
     status: int | None = None  # answer every request with this status
     loading: bool = False  # 503 `Loading model`, as llama.cpp answers while it loads
     delay_s: float = 0.0  # wait before answering
@@ -58,6 +69,8 @@ class Behaviour:
     report_capabilities: bool = True  # older Ollama servers do not report them
     has_ps: bool = True
     redirect_to: str | None = None
+    overloaded: bool = False  # Anthropic's 529 `overloaded_error`
+    page_size: int = 1000  # Anthropic's model list: at most this many models a page
     # (status, raw body, headers) sent as they are for every request: hostile bytes, encodings
     raw: tuple[int, bytes, dict[str, str]] | None = None
     # (behaviour, path, request body) -> (status, body) or (status, body, extra headers);
@@ -73,6 +86,7 @@ class Request:
     headers: dict[str, str]
     body: Any
     at: float = field(default_factory=time.monotonic)  # when the request was read
+    query: dict[str, str] = field(default_factory=dict)
 
 
 class FakeServer:
@@ -99,7 +113,7 @@ class FakeServer:
 
     def base_url(self, name: str) -> str:
         root = f"http://127.0.0.1:{self._ports[name]}"
-        return root + "/v1" if self.behaviours[name].kind == OPENAI else root
+        return root + "/v1" if self.behaviours[name].kind in (OPENAI, ACME) else root
 
     def paths(self, name: str) -> list[str]:
         return [r.path for r in self.requests if r.provider == name]
@@ -143,8 +157,9 @@ class FakeServer:
             headers[key.strip().lower()] = value.strip()
         raw = await reader.readexactly(int(headers.get("content-length", "0")))
         body = json.loads(raw) if raw else None
-        path = target.split("?", 1)[0]
-        self.requests.append(Request(name, method, path, headers, body))
+        path, _, query = target.partition("?")
+        request = Request(name, method, path, headers, body, query=dict(parse_qsl(query)))
+        self.requests.append(request)
         behaviour = self.behaviours[name]
         if behaviour.hang:
             # Held by the server: a task waiting on an event nothing else holds could be
@@ -152,31 +167,38 @@ class FakeServer:
             await self._never.wait()
         if behaviour.delay_s:
             await asyncio.sleep(behaviour.delay_s)
-        status, payload, extra = self._answer(behaviour, method, path, headers, body)
+        status, payload, extra = self._answer(behaviour, request)
         await self._send(writer, behaviour, status, payload, extra)
         return True
 
-    def _answer(
-        self, b: Behaviour, method: str, path: str, headers: dict[str, str], body: Any
-    ) -> tuple[int, Any, dict[str, str]]:
+    def _answer(self, b: Behaviour, request: Request) -> tuple[int, Any, dict[str, str]]:
+        method, path, headers, body = request.method, request.path, request.headers, request.body
         if b.raw is not None:
             return b.raw
         if b.redirect_to is not None:
             return 302, {"error": "moved"}, {"location": b.redirect_to}
         if b.status is not None:
             return b.status, {"error": f"fake status {b.status}"}, {}
-        if b.api_key is not None and headers.get("authorization") != f"Bearer {b.api_key}":
+        if b.api_key is not None and not _authorized(b, headers):
             return 401, _auth_error(b), {}
+        if b.kind == ANTHROPIC and headers.get("anthropic-version") != ANTHROPIC_VERSION:
+            return 400, anthropic_error("invalid_request_error", "anthropic-version: required"), {}
+        if b.overloaded:
+            return 529, anthropic_error("overloaded_error", "Overloaded"), {}
         if b.loading:
             error = {"code": 503, "message": "Loading model", "type": "unavailable_error"}
             return 503, {"error": error}, {}
-        if path in INFERENCE_PATHS:
+        if path in INFERENCE_PATHS or _ACME_GENERATE.fullmatch(path):
             if b.chat is None:
                 return 404, {"error": "no chat configured in this fake"}, {}
             status, answer, *extra = b.chat(b, path, body)
             return status, answer, (extra[0] if extra else {})
         if b.kind == OLLAMA:
             return (*_ollama(b, method, path, body), {})
+        if b.kind == ACME:
+            return (*_acme(b, path), {})
+        if b.kind == ANTHROPIC:
+            return (*_anthropic_models(b, path, request.query), {})
         return (*_openai(b, path), {})
 
     async def _send(
@@ -213,9 +235,51 @@ class FakeServer:
         await writer.drain()
 
 
+def _authorized(b: Behaviour, headers: dict[str, str]) -> bool:
+    if b.kind == ANTHROPIC:
+        return headers.get("x-api-key") == b.api_key
+    return headers.get("authorization") == f"Bearer {b.api_key}"
+
+
+def anthropic_error(kind: str, message: str) -> dict[str, Any]:
+    """Anthropic's error document: `{"type": "error", "error": {"type": ..., "message": ...}}`."""
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def _anthropic_models(b: Behaviour, path: str, query: dict[str, str]) -> tuple[int, Any]:
+    """`GET /v1/models` a page at a time (`limit`, `after_id`), and `GET /v1/models/{id}`."""
+    listed = [{"type": "model", "id": m.name, "display_name": m.name} for m in b.models]
+    if not path.startswith("/v1/models"):
+        return 404, anthropic_error("not_found_error", f"no such path: {path}")
+    if path != "/v1/models":
+        wanted = unquote(path.removeprefix("/v1/models/"))
+        found = [entry for entry in listed if entry["id"] == wanted]
+        if found:
+            return 200, found[0]
+        return 404, anthropic_error("not_found_error", f"model: {wanted}")
+    ids = [entry["id"] for entry in listed]
+    start = ids.index(query["after_id"]) + 1 if query.get("after_id") in ids else 0
+    size = min(int(query.get("limit", "20")), b.page_size)
+    page = listed[start : start + size]
+    return 200, {
+        "data": page,
+        "has_more": start + size < len(listed),
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+    }
+
+
+def _acme(b: Behaviour, path: str) -> tuple[int, Any]:
+    if re.fullmatch(r"/v1/deployments/[^/]+/models", path):
+        return 200, {"models": [m.name for m in b.models]}
+    return 404, {"error": {"code": "not_found", "message": f"no such path: {path}"}}
+
+
 def _auth_error(b: Behaviour) -> Any:
     if b.kind == OLLAMA:
         return {"error": "unauthorized"}
+    if b.kind == ANTHROPIC:
+        return anthropic_error("authentication_error", "invalid x-api-key")
     return {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}
 
 
@@ -270,11 +334,17 @@ def answering(
         if model not in {m.name for m in b.models}:
             if b.kind == OLLAMA:
                 return 404, ollama_not_found(model)
+            if b.kind == ANTHROPIC:
+                return 404, anthropic_error("not_found_error", f"model: {model}")
             error = {"message": f"The model `{model}` does not exist", "type": "invalid_request"}
             return 404, {"error": error}
         text = (
             content if content is not None else json.dumps({"score": score, "rationale": rationale})
         )
+        if b.kind == ANTHROPIC:
+            return 200, _anthropic_message(model, text)
+        if b.kind == ACME:
+            return 200, {"output": text, "usage": {"in": 42, "out": 9}}
         if b.kind == OLLAMA:
             message = {"role": "assistant", "content": text}
             return 200, {
@@ -298,6 +368,26 @@ def answering(
         }
 
     return chat
+
+
+def _anthropic_message(model: str, text: str) -> dict[str, Any]:
+    """A Messages API answer: the `answer` tool's input when `text` is a JSON object, else text."""
+    try:
+        given = json.loads(text)
+    except ValueError:
+        given = None
+    block: dict[str, Any] = {"type": "text", "text": text}
+    if isinstance(given, dict):
+        block = {"type": "tool_use", "id": "toolu_01", "name": "answer", "input": given}
+    return {
+        "id": "msg_01",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [block],
+        "stop_reason": "tool_use" if block["type"] == "tool_use" else "end_turn",
+        "usage": {"input_tokens": 42, "output_tokens": 9},
+    }
 
 
 def ollama_not_found(model: str) -> dict[str, str]:

@@ -567,7 +567,7 @@ def test_export_lists_every_row_it_cannot_write_back_and_writes_nothing(
     assert lines[:-1] == [
         "provider 'a-list' in the database is not a valid spec: config: must be a mapping",
         "provider 'gone-type' in the database is not a valid spec: type: 'llamafile' is not a "
-        "registered provider type (registered: ollama, openai_compatible)",
+        "registered provider type (registered: anthropic, ollama, openai_compatible)",
         lines[2],
         "provider 'typo' in the database is not a valid spec: keep_alive: keep_alive must be a "
         "duration such as 30s, 5m, 1h, 0 or -1",

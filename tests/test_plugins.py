@@ -160,7 +160,7 @@ def test_without_the_plugin_the_type_is_an_error_listing_the_known_types(
     lines = result.stderr.splitlines()
     place = "providers.yaml:7:11: providers.acme-eu.type: unknown provider type 'acme'"
     assert any(line.endswith(place) for line in lines), result.stderr
-    assert "registered: ollama, openai_compatible" in result.stderr
+    assert "registered: anthropic, ollama, openai_compatible" in result.stderr
 
 
 def test_a_plugin_that_raises_on_import_is_a_clear_error_without_a_traceback(

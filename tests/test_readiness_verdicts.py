@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from reconciler.adapters.providers.ollama import OllamaDriver
 from reconciler.core.readiness import (
     ProbeReport,
     ProviderView,
@@ -20,7 +21,9 @@ from reconciler.core.readiness import (
 )
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-LOCAL = ProviderView("local", "ollama", True, "http://127.0.0.1:11434")
+LOCAL = ProviderView(
+    "local", "ollama", True, "http://127.0.0.1:11434", remedies=OllamaDriver().remedy
+)
 CLOUD = ProviderView("cloud", "openai_compatible", True, "https://api.example.com/v1", ("KEY",))
 
 

@@ -6,12 +6,9 @@ import logging
 import typing
 from importlib.metadata import EntryPoint, entry_points
 
-from reconciler.core.registry import (
-    BUILTIN_TYPES,
-    ENTRY_POINT_GROUP,
-    ProviderRegistry,
-    ProviderType,
-)
+from reconciler.adapters.providers.builtin import BUILTIN_TYPES
+from reconciler.adapters.providers.driver import DRIVER_METHODS, ProviderDriver
+from reconciler.core.registry import ENTRY_POINT_GROUP, ProviderRegistry, ProviderType
 from reconciler.core.spec import ProviderSpec
 from reconciler.errors import ReconcilerError
 
@@ -23,11 +20,11 @@ class PluginError(ReconcilerError):
 
 
 def load_registry() -> ProviderRegistry:
-    """The built-in provider types plus every installed plugin's.
+    """The built-in provider types plus every installed plugin's, each with its driver.
 
     A plugin that fails to import, exposes something other than a `ProviderType` of a
-    `ProviderSpec` model, or reuses a taken name is an error naming the plugin: silently
-    skipping it would make its providers look like typos.
+    `ProviderSpec` model, reuses a taken name or has no driver is an error naming the plugin:
+    silently skipping it would make its providers look like typos, or fail only when called.
     """
     types = list(BUILTIN_TYPES)
     taken = {t.name for t in types}
@@ -46,6 +43,8 @@ def load_registry() -> ProviderRegistry:
             raise PluginError(f"provider plugin {where}: {reason}{fix}")
         if loaded.name in taken:
             raise PluginError(f"provider plugin {where} reuses the type name {loaded.name!r}{fix}")
+        if reason := _driver_problem(loaded):
+            raise PluginError(f"provider plugin {where}: {reason}{fix}")
         taken.add(loaded.name)
         types.append(loaded)
         log.debug("provider type %s from plugin %s", loaded.name, where)
@@ -66,4 +65,17 @@ def _model_problem(provider_type: ProviderType) -> str | None:
     field = model.model_fields.get("type")
     if field is None or typing.get_args(field.annotation) != (provider_type.name,):
         return f"config_model {model.__name__} must declare type: Literal[{provider_type.name!r}]"
+    return None
+
+
+def _driver_problem(provider_type: ProviderType) -> str | None:
+    """Why `provider_type.driver` cannot probe and call `type: NAME` providers, if it can't."""
+    driver = provider_type.driver
+    if driver is None:
+        return (
+            f"type {provider_type.name!r} has no driver; pass one as ProviderType(..., driver=...)"
+        )
+    if not isinstance(driver, ProviderDriver):
+        missing = [name for name in DRIVER_METHODS if not callable(getattr(driver, name, None))]
+        return f"the driver of type {provider_type.name!r} lacks {', '.join(missing)}"
     return None

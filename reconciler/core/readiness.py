@@ -7,7 +7,7 @@ what a person should do about it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -42,14 +42,32 @@ CHAT_CAPABILITY = "completion"
 
 
 @dataclass(frozen=True, slots=True)
+class RemedyContext:
+    """What a remedy may name: the provider, its place, and the task and model asked of it."""
+
+    provider: str
+    type: str
+    base_url: str
+    secret_envs: tuple[str, ...]
+    task: str
+    model: str
+    detail: str
+
+
+# A provider type's own remedies (its driver's, passed in): None leaves the generic one.
+Remedies = Callable[[Reason, RemedyContext], str | None]
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderView:
-    """What readiness needs to know of a provider row."""
+    """What readiness needs to know of a provider row, and its type's remedies."""
 
     name: str
     type: str
     enabled: bool
     base_url: str
     secret_envs: tuple[str, ...] = ()
+    remedies: Remedies | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +201,7 @@ def check_target(
             "run `reconciler status --probe`",
         )
     if report.reason is not None:
-        remedy = provider_remedy(report.reason, provider, report.detail)
+        remedy = remedy_for(report.reason, provider, task, model, report.detail)
         return _Check(provider_name, model, report.reason, report.detail, remedy, report)
     return _model_check(task, provider, model, report)
 
@@ -193,55 +211,60 @@ def _model_check(task: str, provider: ProviderView, model: str, report: ProbeRep
     found = model_matches(model, report.models)
     if found is None:
         known = ", ".join(sorted(report.models)[:8]) or "none"
-        if provider.type == "ollama":
-            remedy = f"ollama pull {model} on {name}, or fix routes.{task}.model"
-        else:
-            remedy = f"serve {model} on {name}, or fix routes.{task}.model"
         detail = f"{name} does not serve {model!r} (it has: {known})"
+        remedy = remedy_for(Reason.model_missing, provider, task, model, detail)
         return _Check(name, model, Reason.model_missing, detail, remedy, report)
     capabilities = report.capabilities.get(found)
     if capabilities is not None and CHAT_CAPABILITY not in capabilities:
         listed = ", ".join(sorted(capabilities)) or "none"
-        return _Check(
-            name,
-            model,
-            Reason.capability_mismatch,
-            f"{model} cannot chat on {name} (capabilities: {listed})",
-            f"route {task} to a chat model; {model} is not one",
-            report,
-        )
+        detail = f"{model} cannot chat on {name} (capabilities: {listed})"
+        remedy = remedy_for(Reason.capability_mismatch, provider, task, model, detail)
+        return _Check(name, model, Reason.capability_mismatch, detail, remedy, report)
     warm = None if report.loaded is None else found in report.loaded
     return _Check(name, model, None, "", "", report, warm)
 
 
-def provider_remedy(reason: Reason, provider: ProviderView, detail: str) -> str:
-    """What a person should do about a provider that failed its probe."""
-    name, url = provider.name, provider.base_url
+def remedy_for(reason: Reason, provider: ProviderView, task: str, model: str, detail: str) -> str:
+    """What a person should do: the provider type's own remedy, else the generic one."""
+    context = RemedyContext(
+        provider.name, provider.type, provider.base_url, provider.secret_envs, task, model, detail
+    )
+    own = provider.remedies(reason, context) if provider.remedies is not None else None
+    return own or generic_remedy(reason, context)
+
+
+def generic_remedy(reason: Reason, context: RemedyContext) -> str:
+    """The remedy any provider type shares, when its driver names none of its own."""
+    name, url, task, model = context.provider, context.base_url, context.task, context.model
     match reason:
         case Reason.secret_missing:
-            envs = " and ".join(provider.secret_envs) or "the referenced variable"
+            envs = " and ".join(context.secret_envs) or "the referenced variable"
             return f"export {envs} where reconciler runs"
         case Reason.provider_unreachable:
             return f"start the server at {url}, or fix providers.{name}.endpoint.base_url"
         case Reason.timeout:
             return f"check the load on {url}, or raise providers.{name}.endpoint.probe_timeout_s"
         case Reason.auth_failed:
-            envs = " or ".join(provider.secret_envs)
+            envs = " or ".join(context.secret_envs)
             where = f"the key in {envs}" if envs else f"providers.{name}.endpoint.api_key"
             return f"check {where}: the server refused it"
         case Reason.server_error:
             return f"see the logs of the server at {url}"
         case Reason.loading:
             return f"wait: {name} is loading a model"
+        case Reason.model_missing:
+            return f"serve {model} on {name}, or fix routes.{task}.model"
+        case Reason.capability_mismatch:
+            return f"route {task} to a chat model; {model} is not one"
         case Reason.bad_response if not url:  # the stored row itself cannot be used
             return (
-                f"install the package that provides provider type {provider.type!r}, or run "
+                f"install the package that provides provider type {context.type!r}, or run "
                 "`reconciler apply` to rewrite the row"
             )
         case Reason.bad_response:
-            return f"check that {url} is a {provider.type} server and the base_url path is right"
+            return f"check that {url} is a {context.type} server and the base_url path is right"
         case _:
-            return detail
+            return context.detail
 
 
 def verdict_for(

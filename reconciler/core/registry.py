@@ -1,26 +1,48 @@
-"""The provider registry: `type:` in a provider spec -> its typed config model.
+"""The provider registry: `type:` in a provider spec -> its typed config model and its driver.
 
-Purely computational. Built-in types are listed here; the adapters discover third-party types
-through the `reconciler.providers` entry-point group and pass them in.
+Purely computational. The built-in types' config models are listed here; their drivers, and
+third-party types found through the `reconciler.providers` entry-point group, are added by the
+adapters. Core knows a driver only by its remedies, which are pure text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
-from reconciler.core.spec import OllamaProvider, OpenAICompatibleProvider, ProviderSpec
+from reconciler.core.readiness import Reason, RemedyContext
+from reconciler.core.spec import (
+    AnthropicProvider,
+    OllamaProvider,
+    OpenAICompatibleProvider,
+    ProviderSpec,
+)
 
 ENTRY_POINT_GROUP = "reconciler.providers"
 
 
+class TypeDriver(Protocol):
+    """What core needs of a provider type's driver: the remedies it names (pure)."""
+
+    def remedy(self, reason: Reason, context: RemedyContext) -> str | None:
+        """A remedy in this type's own words, or None for the generic one."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderType:
-    """One provider type. Third-party packages expose an instance as an entry point."""
+    """One provider type. Third-party packages expose an instance as an entry point.
+
+    `driver` probes, calls and remedies providers of the type; a registry that only validates
+    files may leave it out, but `reconciler.adapters.plugins.load_registry` refuses a type
+    without one.
+    """
 
     name: str
     config_model: type[ProviderSpec]
     summary: str = ""
+    driver: TypeDriver | None = None
 
 
 BUILTIN_TYPES: tuple[ProviderType, ...] = (
@@ -30,6 +52,7 @@ BUILTIN_TYPES: tuple[ProviderType, ...] = (
         OpenAICompatibleProvider,
         "A server speaking OpenAI's API (vLLM, llama.cpp, LM Studio, OpenAI, OpenRouter).",
     ),
+    ProviderType("anthropic", AnthropicProvider, "Anthropic's Messages API."),
 )
 
 

@@ -266,6 +266,28 @@ class OpenAICompatibleProvider(ProviderSpec):
     )
 
 
+ANTHROPIC_API = "https://api.anthropic.com"
+
+
+class AnthropicEndpoint(Endpoint):
+    """Anthropic's endpoint: the public API unless `base_url` says otherwise."""
+
+    base_url: str = Field(
+        ANTHROPIC_API,
+        validate_default=True,
+        description="http(s) URL of the API; requests go to {base_url}/v1/...",
+    )
+
+
+class AnthropicProvider(ProviderSpec):
+    """Anthropic's Messages API; the key is sent as `x-api-key`."""
+
+    type_name: ClassVar[str] = "anthropic"
+
+    type: Literal["anthropic"] = "anthropic"
+    endpoint: AnthropicEndpoint = Field(default_factory=AnthropicEndpoint)
+
+
 class Fallback(Strict):
     """A provider and model to try, in order, when the primary cannot serve."""
 

@@ -1,1 +1,1 @@
-"""Provider adapters: HTTP clients and probes for each provider type."""
+"""Provider adapters: the HTTP boundary, and a driver per provider type (probe and call)."""

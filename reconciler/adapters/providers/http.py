@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -28,6 +28,7 @@ from reconciler.adapters.providers.bounded import (
     Inflater,
     TooLarge,
 )
+from reconciler.adapters.providers.driver import bearer
 from reconciler.adapters.providers.egress import EgressRefused, GuardedTransport, Resolver
 from reconciler.core import jsonsafe
 from reconciler.core.readiness import Reason
@@ -62,8 +63,15 @@ def where(url: httpx.URL | str) -> str:
     return f"{parts.hostname}{port}{parts.path}"
 
 
-def resolve_headers(endpoint: Endpoint, env: Mapping[str, str]) -> dict[str, str]:
-    """The request headers with secrets read from `env` now, at the last moment."""
+def resolve_headers(
+    endpoint: Endpoint,
+    env: Mapping[str, str],
+    auth: Callable[[str | None], Mapping[str, str]] = bearer,
+) -> dict[str, str]:
+    """The request headers with secrets read from `env` now, at the last moment.
+
+    `auth` (the driver's) says how the type sends its key; headers the file sets win.
+    """
     missing = [ref.env for ref in endpoint.secret_refs() if not env.get(ref.env)]
     if missing:
         raise MissingSecret(sorted(set(missing)))
@@ -79,8 +87,10 @@ def resolve_headers(endpoint: Endpoint, env: Mapping[str, str]) -> dict[str, str
         name: env[value.env] if isinstance(value, SecretRef) else value
         for name, value in endpoint.headers.items()
     }
-    if endpoint.api_key is not None:
-        headers.setdefault("Authorization", f"Bearer {env[endpoint.api_key.env]}")
+    api_key = env[endpoint.api_key.env] if endpoint.api_key is not None else None
+    for name, value in auth(api_key).items():
+        if not any(name.lower() == given.lower() for given in headers):
+            headers[name] = value
     return headers
 
 

@@ -1,4 +1,4 @@
-"""The Ollama probe: `/api/version`, `/api/tags`, `/api/show` and `/api/ps`. Never inference.
+"""The Ollama driver; its probe reads `/api/version`, `/api/tags`, `/api/show`, `/api/ps`.
 
 Each is a metadata read that costs the server nothing: no model is loaded or kept loaded. A
 prober that probes the same server every cycle remembers what cannot change without a new model
@@ -15,6 +15,15 @@ from typing import Any
 
 import httpx
 
+from reconciler.adapters.providers.driver import (
+    CallRequest,
+    HttpCall,
+    ProbeContext,
+    Reading,
+    bearer,
+    capped,
+)
+from reconciler.adapters.providers.failure import CallFailure, dig, http_failure, token_count
 from reconciler.adapters.providers.http import (
     ProbeFailure,
     check_status,
@@ -22,7 +31,8 @@ from reconciler.adapters.providers.http import (
     request,
 )
 from reconciler.adapters.providers.observation import Observation
-from reconciler.core.readiness import Reason, model_matches
+from reconciler.core.readiness import Reason, RemedyContext, model_matches
+from reconciler.core.spec import OllamaProvider
 
 VERSION_EVERY = 10
 
@@ -125,3 +135,49 @@ async def _capabilities(
     if not isinstance(reported, list):
         return frozenset()
     return frozenset(provider_text(c, limit=64) for c in reported if isinstance(c, str))
+
+
+class OllamaDriver:
+    """`type: ollama`: `/api/chat` with `format` (the schema) and `options.num_predict`."""
+
+    def auth_headers(self, api_key: str | None) -> dict[str, str]:
+        return bearer(api_key)
+
+    async def probe(self, context: ProbeContext) -> Observation:
+        memory = context.memory.get("ollama")
+        if not isinstance(memory, OllamaMemory):
+            memory = context.memory["ollama"] = OllamaMemory()
+        return await probe_ollama(context.client, set(context.models), context.headers, memory)
+
+    def build_call(self, call: CallRequest) -> HttpCall:
+        body: dict[str, Any] = {
+            "model": call.model,
+            "messages": call.messages,
+            "stream": False,
+            "format": call.schema,
+            "options": capped(call.params, "num_predict"),
+        }
+        if isinstance(call.spec, OllamaProvider):
+            body["keep_alive"] = call.spec.keep_alive
+        return HttpCall("api/chat", body)
+
+    def read_answer(self, document: Any) -> Reading:
+        content = dig(document, "message", "content")
+        if not isinstance(content, str):
+            raise CallFailure("the answer has no message content", transient=True)
+        return Reading(
+            content,
+            token_count(dig(document, "prompt_eval_count")),
+            token_count(dig(document, "eval_count")),
+        )
+
+    def classify(self, status: int, body: bytes, retry_after: str | None) -> CallFailure | None:
+        return http_failure(status, body, retry_after)
+
+    def remedy(self, reason: Reason, context: RemedyContext) -> str | None:
+        name, model, task = context.provider, context.model, context.task
+        if reason is Reason.model_missing:
+            return f"ollama pull {model} on {name}, or fix routes.{task}.model"
+        if reason is Reason.bad_response and context.base_url:
+            return f"check that {context.base_url} is an Ollama server (`ollama serve`)"
+        return None

@@ -3,7 +3,7 @@
 A dead, trickling or black-holed provider costs its own deadline and nothing more: probes run
 concurrently (a bounded number doing work at once, so a thousand providers neither exhaust file
 descriptors nor starve each other of this loop's time), and a probe's deadline clock starts only
-when it gets its turn.
+when it gets its turn. What a probe reads is its provider type's driver's business.
 """
 
 from __future__ import annotations
@@ -13,21 +13,21 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import httpx
 
+from reconciler.adapters.providers.builtin import builtin_driver
+from reconciler.adapters.providers.driver import ProbeContext, ProviderDriver
 from reconciler.adapters.providers.http import (
     ProbeFailure,
     make_client,
     resolve_headers,
 )
 from reconciler.adapters.providers.observation import Observation
-from reconciler.adapters.providers.ollama import OllamaMemory, probe_ollama
-from reconciler.adapters.providers.openai_compat import probe_openai_compatible
 from reconciler.core.readiness import ProbeReport, Reason
-from reconciler.core.spec import OllamaProvider, OpenAICompatibleProvider, ProviderSpec
+from reconciler.core.spec import ProviderSpec
 
 log = logging.getLogger(__name__)
 # Probes doing work at once: few enough that a probe's deadline is not eaten by the others' CPU
@@ -73,11 +73,15 @@ class _Slot:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """A provider to probe and the models the routes ask of it."""
+    """A provider to probe, the models the routes ask of it, and its type's driver.
+
+    Without a driver, a built-in type's is used.
+    """
 
     name: str
     spec: ProviderSpec
     models: frozenset[str]
+    driver: ProviderDriver | None = field(default=None, compare=False)
 
 
 class Prober:
@@ -89,7 +93,7 @@ class Prober:
         self._env = env
         self._semaphore = asyncio.Semaphore(concurrency)
         self._clients: dict[str, tuple[ProviderSpec, httpx.AsyncClient]] = {}
-        self._memory: dict[str, OllamaMemory] = {}
+        self._memory: dict[str, dict[str, object]] = {}
 
     async def probe_all(self, targets: Iterable[Target]) -> dict[str, ProbeReport]:
         """Probe every target concurrently; a report for each, never an exception."""
@@ -158,16 +162,17 @@ class Prober:
 
     async def _observe(self, target: Target) -> Observation:
         spec = target.spec
-        headers = resolve_headers(spec.endpoint, os.environ if self._env is None else self._env)
+        driver = target.driver or builtin_driver(spec.type)
+        if driver is None:
+            raise ProbeFailure(
+                Reason.bad_response,
+                f"provider type {spec.type!r} has no driver in this installation",
+            )
+        env = os.environ if self._env is None else self._env
+        headers = resolve_headers(spec.endpoint, env, driver.auth_headers)
         client = await self._client(target)
-        if isinstance(spec, OllamaProvider):
-            memory = self._memory.setdefault(target.name, OllamaMemory())
-            return await probe_ollama(client, set(target.models), headers, memory)
-        if isinstance(spec, OpenAICompatibleProvider):
-            return await probe_openai_compatible(client, headers, spec.health_path)
-        raise ProbeFailure(
-            Reason.bad_response, f"provider type {spec.type!r} has no probe in this installation"
-        )
+        memory = self._memory.setdefault(target.name, {})
+        return await driver.probe(ProbeContext(client, spec, headers, target.models, memory))
 
 
 def _failed(
