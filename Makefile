@@ -1,7 +1,8 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-PIP    := $(BIN)/pip --quiet --disable-pip-version-check
+# uv installs in a fraction of pip's time; pip only bootstraps it inside the virtualenv.
+UV     := $(BIN)/uv pip install --quiet --python $(BIN)/python
 # Running needs the runtime only; linting, type checks and tests add the development tools.
 RUNTIME := $(VENV)/.installed-runtime
 DEV     := $(VENV)/.installed
@@ -10,11 +11,12 @@ DEV     := $(VENV)/.installed
 
 $(RUNTIME): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -e .
+	test -x $(BIN)/uv || $(BIN)/pip install --quiet --disable-pip-version-check uv
+	$(UV) -e .
 	touch $(RUNTIME)
 
 $(DEV): $(RUNTIME)
-	$(PIP) install -e '.[dev]'
+	$(UV) -e '.[dev]'
 	touch $(DEV)
 
 install-runtime: $(RUNTIME)
