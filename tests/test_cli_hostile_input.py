@@ -114,7 +114,7 @@ def test_an_enqueue_line_out_of_json_bounds_is_reported_at_its_line_and_nothing_
     for what, bad, message in BAD_JSON_LINES:
         source = tmp_path / "items.jsonl"
         source.write_text("\n".join([item("good-1"), bad, item("good-3")]) + "\n", "utf-8")
-        result = rc(None, "enqueue", "scoring", source)
+        result = rc(None, "enqueue", "scoring", source, "--allow-unrouted")
         assert result.code == 1, (what, result.output)
         assert "Traceback" not in result.output, what
         reported = [x for x in result.stderr.splitlines() if x.startswith(f"{source}:")]
@@ -133,13 +133,13 @@ def test_enqueue_counts_lines_by_newlines_only_so_a_separator_in_a_text_keeps_nu
     source = tmp_path / "items.jsonl"
     lines = [json.dumps({"id": "a", "text": text}, ensure_ascii=False), "{oops"]
     source.write_text("\n".join(lines) + "\n", "utf-8")
-    bad = rc(None, "enqueue", "scoring", source)
+    bad = rc(None, "enqueue", "scoring", source, "--allow-unrouted")
     assert bad.code == 1, bad.output
     assert f"{source}:2:2: not JSON" in bad.stderr
     assert job_rows(url_of(engine)) == []
 
     source.write_text(lines[0] + "\n" + item("b") + "\n", "utf-8")
-    good = rc(None, "enqueue", "scoring", source)
+    good = rc(None, "enqueue", "scoring", source, "--allow-unrouted")
     assert good.code == 0, good.output
     assert "scoring: 2 added" in good.stdout
     assert [r["payload"] for r in job_rows(url_of(engine))] == [{"text": text}, {"text": "fine"}]
@@ -150,7 +150,7 @@ def test_enqueue_escapes_control_characters_of_a_file_name_and_a_key_it_reports(
 ) -> None:
     source = tmp_path / f"items{ESC}[31m.jsonl"
     source.write_text('{"id": "a", "text": "x", "\\u001b[31mred": 1}\n', "utf-8")
-    result = rc(None, "enqueue", "scoring", source)
+    result = rc(None, "enqueue", "scoring", source, "--allow-unrouted")
     assert result.code == 1, result.output
     assert ESC not in result.output and "Traceback" not in result.output
     shown = str(source).replace(ESC, "\\x1b")

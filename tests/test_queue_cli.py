@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
+from reconciler.adapters.db.engine import make_engine
 from reconciler.cli import main
 from tests.conftest import Result
 from tests.scoring_worker import empty_queue, job_rows, migrated_database
@@ -105,7 +107,7 @@ def test_enqueue_adds_text_and_message_items_and_jobs_lists_them(
     source.write_text(jsonl(ITEMS), encoding="utf-8")
     result = reconciler("enqueue", "scoring", source)
     assert result.code == 0, result.output
-    assert f"scoring: 3 added, 0 skipped (0 already queued) from {source}." in result.stdout
+    assert f"scoring: 3 added, 0 skipped from {source}." in result.stdout
     assert "warning" not in result.stderr
     rows = job_rows(db_url)
     assert [(r["item_id"], r["status"], r["attempts"]) for r in rows] == [
@@ -143,7 +145,7 @@ def test_a_second_enqueue_of_the_same_items_adds_nothing(
     assert "scoring: 0 added, 3 skipped (3 already queued)" in again.stdout
     assert job_rows(db_url) == before
     # The same ids under another task are other jobs.
-    other = reconciler("enqueue", "extraction", source)
+    other = reconciler("enqueue", "extraction", source, "--allow-unrouted")
     assert "extraction: 3 added, 0 skipped" in other.stdout
     assert len(job_rows(db_url)) == 6
 
@@ -156,7 +158,7 @@ def test_an_id_repeated_inside_one_file_is_queued_once_and_counted_as_skipped(
     source.write_text(jsonl([*ITEMS[:2], repeated, ITEMS[2]]), encoding="utf-8")
     result = reconciler("enqueue", "scoring", source)
     assert result.code == 0, result.output
-    assert "scoring: 3 added, 1 skipped (0 already queued, 1 repeated an id" in result.stdout
+    assert "scoring: 3 added, 1 skipped (1 repeated an id of an earlier line)" in result.stdout
     rows = {r["item_id"]: r for r in job_rows(db_url)}
     assert sorted(rows) == ["a", "b", "c"]
     assert rows["a"]["payload"] == {"text": ITEMS[0]["text"]}  # the first line wins
@@ -211,7 +213,7 @@ def test_items_can_be_read_from_stdin(
     monkeypatch.setattr("sys.stdin", io.StringIO(jsonl(ITEMS)))
     result = reconciler("enqueue", "scoring", "-")
     assert result.code == 0, result.output
-    assert "scoring: 3 added, 0 skipped (0 already queued) from <stdin>." in result.stdout
+    assert "scoring: 3 added, 0 skipped from <stdin>." in result.stdout
     assert [r["item_id"] for r in job_rows(db_url)] == ["a", "b", "c"]
 
 
@@ -225,16 +227,49 @@ def test_a_bad_line_on_stdin_is_reported_as_stdin_and_its_line(
     assert job_rows(db_url) == []
 
 
-def test_an_unknown_task_warns_but_its_items_are_queued(
+def test_an_unknown_task_is_refused_with_the_closest_routed_task_and_nothing_queued(
     reconciler: Callable[..., Result], tmp_path: Path, db_url: str
 ) -> None:
     source = tmp_path / "items.jsonl"
     source.write_text(jsonl(ITEMS), encoding="utf-8")
-    result = reconciler("enqueue", "translation", source)
+    result = reconciler("enqueue", "scorng", source)
+    assert result.code == 1, result.output
+    assert "task 'scorng' has no route (did you mean 'scoring'?); nothing was queued" in (
+        result.stderr
+    )
+    assert "--allow-unrouted" in result.stderr
+    assert job_rows(db_url) == []
+
+
+def test_allow_unrouted_queues_the_jobs_of_a_task_without_a_route_and_warns(
+    reconciler: Callable[..., Result], tmp_path: Path, db_url: str
+) -> None:
+    source = tmp_path / "items.jsonl"
+    source.write_text(jsonl(ITEMS), encoding="utf-8")
+    result = reconciler("enqueue", "translation", source, "--allow-unrouted")
     assert result.code == 0, result.output
     assert "translation: 3 added" in result.stdout
     assert "warning: task translation has no route yet" in result.stderr
     assert {(r["task"], r["status"]) for r in job_rows(db_url)} == {("translation", "queued")}
+
+
+def test_enqueue_says_how_many_items_were_already_queued_done_or_dead(
+    reconciler: Callable[..., Result], tmp_path: Path, db_url: str
+) -> None:
+    source = tmp_path / "items.jsonl"
+    source.write_text(jsonl(ITEMS), encoding="utf-8")
+    assert reconciler("enqueue", "scoring", source).code == 0
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE scoring_jobs SET status = 'done' WHERE item_id = 'a'"))
+            conn.execute(text("UPDATE scoring_jobs SET status = 'dead' WHERE item_id = 'b'"))
+    finally:
+        engine.dispose()
+    again = reconciler("enqueue", "scoring", source)
+    assert again.code == 0, again.output
+    expected = "scoring: 0 added, 3 skipped (1 already dead, 1 already done, 1 already queued)"
+    assert expected in again.stdout
 
 
 def test_enqueue_refuses_an_invalid_task_name_an_empty_file_and_a_missing_one(

@@ -30,8 +30,12 @@ def enqueue(
     ctx: typer.Context,
     task: Annotated[str, typer.Argument(help="The task whose route scores the items.")],
     source: Annotated[str, typer.Argument(help="A JSON-lines file, or - for stdin.")],
+    allow_unrouted: Annotated[
+        bool,
+        typer.Option("--allow-unrouted", help="Queue jobs for a task that has no route yet."),
+    ] = False,
 ) -> int:
-    """Add items to the scoring queue; an item already queued for the task is skipped."""
+    """Add items to the scoring queue; an item the task already has a job for is skipped."""
     from reconciler.adapters.db import migrate
     from reconciler.adapters.db import queue_store as queue
     from reconciler.cli.database import open_database
@@ -43,17 +47,34 @@ def enqueue(
     settings = settings_of(ctx)
     with open_database(settings.database_url) as engine:
         migrate.require_current(engine)
-        added, skipped = queue.enqueue(engine, task, items, datetime.now(UTC))
         with engine.connect() as conn:
-            routed = task in queue.route_rows(conn)
-    again = f", {repeated} repeated an id of an earlier line" if repeated else ""
-    out.print(
-        f"{task}: {added} added, {skipped + repeated} skipped "
-        f"({skipped} already queued{again}) from {name}."
-    )
-    if not routed:
+            routed = sorted(queue.route_rows(conn))
+        if task not in routed and not allow_unrouted:
+            _refuse_unrouted(task, routed)
+        added, skipped = queue.enqueue(engine, task, items, datetime.now(UTC))
+    out.print(f"{task}: {added} added, {_skipped_text(skipped, repeated)} from {name}.")
+    if task not in routed:
         err.print(f"warning: task {task} has no route yet; its jobs wait until it has one.")
     return 0
+
+
+def _refuse_unrouted(task: str, routed: list[str]) -> None:
+    from reconciler.core.suggest import suggest
+
+    hint = suggest(task, routed) if routed else "no task has a route yet"
+    raise StateError(
+        f"task {task!r} has no route ({hint}); nothing was queued. Pass --allow-unrouted to "
+        "queue its jobs now for a route you will declare later"
+    )
+
+
+def _skipped_text(skipped: dict[str, int], repeated: int) -> str:
+    """`3 skipped (1 already queued, 2 already done, 1 repeated an id of an earlier line)`."""
+    total = sum(skipped.values()) + repeated
+    parts = [f"{count} already {status}" for status, count in sorted(skipped.items()) if count]
+    if repeated:
+        parts.append(f"{repeated} repeated an id of an earlier line")
+    return f"{total} skipped" + (f" ({', '.join(parts)})" if parts else "")
 
 
 def _read_items(name: str, path: Path | None) -> tuple[list[tuple[str, dict[str, Any]]], int]:

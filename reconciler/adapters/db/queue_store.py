@@ -67,14 +67,16 @@ class ClaimedJob:
 
 def enqueue(
     engine: Engine, task: str, items: Sequence[tuple[str, dict[str, Any]]], now: datetime
-) -> tuple[int, int]:
-    """Add the items not yet queued for `task`; returns (added, skipped). One transaction.
+) -> tuple[int, dict[str, int]]:
+    """Add the items not yet queued for `task`, in one transaction.
 
-    An item already there is skipped by the insert itself (`ON CONFLICT DO NOTHING`), so two
-    enqueues of the same items at once add each item once and neither fails.
+    Returns how many were added, and how many were skipped by the status their job already has
+    (queued, leased, done, dead). An item already there is skipped by the insert itself (`ON
+    CONFLICT DO NOTHING`), so two enqueues of the same items at once add each item once and
+    neither fails.
     """
     insert = sqlite_insert if is_sqlite(engine) else postgresql_insert
-    added = 0
+    added: set[str] = set()
     with _begin(engine) as conn:
         for start in range(0, len(items), _CHUNK):
             rows = [_new_row(task, i, p, now) for i, p in items[start : start + _CHUNK]]
@@ -82,10 +84,28 @@ def enqueue(
                 insert(scoring_jobs)
                 .values(rows)
                 .on_conflict_do_nothing(index_elements=["task", "item_id"])
-                .returning(scoring_jobs.c.id)
+                .returning(scoring_jobs.c.item_id)
             )
-            added += len(conn.execute(statement).all())
-    return added, len(items) - added
+            added.update(conn.execute(statement).scalars())
+        skipped = [item_id for item_id, _ in items if item_id not in added]
+        return len(added), _statuses(conn, task, skipped)
+
+
+def _statuses(conn: Connection, task: str, item_ids: Sequence[str]) -> dict[str, int]:
+    """How many of `item_ids` have a job of `task` in each status."""
+    counted: dict[str, int] = {}
+    for start in range(0, len(item_ids), _CHUNK):
+        query = (
+            select(scoring_jobs.c.status, func.count())
+            .where(
+                scoring_jobs.c.task == task,
+                scoring_jobs.c.item_id.in_(item_ids[start : start + _CHUNK]),
+            )
+            .group_by(scoring_jobs.c.status)
+        )
+        for status, count in conn.execute(query):
+            counted[status] = counted.get(status, 0) + count
+    return counted
 
 
 def _new_row(task: str, item_id: str, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
