@@ -12,6 +12,8 @@ files by one apply:
 - apply-K: `apply` of the files with K routes (evenly spread) naming another model, and back:
   runs alternate, so each one changes K routes. Floor: a raw DBAPI `executemany` UPDATE of the
   same K rows (same columns, same values, alternating too) in one transaction.
+- apply-K-view: the same with a warm `reconcile.AppliedView`, as the daemon applies: only what
+  the changed files declare is read and planned (every run must take that path).
 
 Every run counts the rows written through the engine (cursor.rowcount of each INSERT, UPDATE and
 DELETE). A no-op must write none and leave the generation alone; an apply of K routes must write
@@ -58,6 +60,7 @@ TITLE = "Reconcile against the database (no-op, apply of K changed routes) vs ra
 FULL = (1_000, 10_000, 100_000)
 QUICK = (1_000, 10_000)
 QUICK_BUDGET_S = 1.0
+VIEW_COUNTS = (1, 100)  # apply-K-view: K changed routes applied with a warm AppliedView
 ENGINES = ("sqlite", "postgresql")
 ROUTES_PER_FILE = 1_000
 BOOKKEEPING_ROWS = 2  # per apply that changes something: the generation UPDATE, the revision
@@ -264,6 +267,8 @@ def _run_size(engine_name: str, routes: int, options: Options, report: Report) -
         first = _initial_apply(bed)
         report.rows += _noop_rows(bed, options)
         report.rows += [r for k in _change_counts(routes) if (r := _apply_row(bed, k, options))]
+        for k in VIEW_COUNTS:
+            report.rows += [r] if (r := _apply_row(bed, k, options, view=True)) else []
     took = f"{first}; all of {engine_name}/{routes}: {time.perf_counter() - started:.0f} s"
     progress(took)
     report.notes.append(took)
@@ -278,12 +283,16 @@ NOTES = [
     "plan, write, revision, commit; no git lookup); routes/s = K / s; floor: raw executemany "
     "UPDATE of the same K rows and columns in one transaction; write s: from the first write "
     "statement to the commit. rows written: route rows + bookkeeping rows (generation, revision).",
+    "apply-K-view: apply-K with a warm reconcile.AppliedView (the daemon's path): only the "
+    "changed files' items are read (by key) and planned, after a fingerprint query of the "
+    "tables; every timed run must take that path.",
     "runs: timed runs of the reconcile (fewer when a run is long).",
 ]
 
 
 def _case_names(engine_name: str, routes: int) -> list[str]:
     whats = ["noop", "cached", *(f"apply-{k}" for k in _change_counts(routes))]
+    whats += [f"apply-{k}-view" for k in VIEW_COUNTS]
     return [f"{NAME}/{engine_name}/{routes}/{what}" for what in whats]
 
 
@@ -375,8 +384,8 @@ def _hash_floor(bed: Bed) -> tuple[list[str], int]:
     return digests, bed.raw.read()
 
 
-def _apply_row(bed: Bed, k: int, options: Options) -> list[str]:
-    case = bed.case(f"apply-{k}")
+def _apply_row(bed: Bed, k: int, options: Options, view: bool = False) -> list[str]:
+    case = bed.case(f"apply-{k}-view" if view else f"apply-{k}")
     if not options.selected(case):
         return []
     progress(f"{case} ...")
@@ -385,9 +394,12 @@ def _apply_row(bed: Bed, k: int, options: Options) -> list[str]:
     states = (changed, bed.state)  # runs alternate: each applies K changed routes
     write_times: list[float] = []
     written: list[str] = []
+    applied_view = reconcile.AppliedView() if view else None
+    if applied_view is not None:
+        reconcile.apply(bed.engine, bed.state, view=applied_view)  # warm: finds nothing to do
 
     def apply() -> reconcile.ApplyResult:
-        result = reconcile.apply(bed.engine, states[len(write_times) % 2])
+        result = reconcile.apply(bed.engine, states[len(write_times) % 2], view=applied_view)
         done = time.perf_counter()
         bed.expect_written(expected, f"apply-{k}")
         if bed.writes.route_rows != k:
@@ -397,6 +409,8 @@ def _apply_row(bed: Bed, k: int, options: Options) -> list[str]:
         return result
 
     timing = measure(apply, options, setup=bed.writes.reset)
+    if applied_view is not None and applied_view.partial_plans != len(write_times):
+        raise AssertionError(f"{case}: {applied_view.full_plans} run(s) planned everything")
     if len(write_times) % 2:
         bed.writes.reset()
         reconcile.apply(bed.engine, bed.state)

@@ -7,12 +7,12 @@ import os
 import socket
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from reconciler import render
 from reconciler.adapters.db import migrate, store
@@ -20,9 +20,12 @@ from reconciler.adapters.files import load_sources
 from reconciler.core.config import ConfigLoader, DesiredState, paused_gc
 from reconciler.core.plan import (
     Kind,
+    Observed,
     Op,
     Plan,
+    declared_by_file,
     desired_items,
+    desired_subset,
     make_plan,
     recheck_saved,
     state_digest,
@@ -67,6 +70,65 @@ def plan(engine: Engine, state: DesiredState, *, allow_mass_delete: bool = False
         )
 
 
+class AppliedView:
+    """What the last apply left in the database, kept by a long-running caller between applies.
+
+    It holds the files as applied (name -> sha256), what each of them declared, and the
+    database's fingerprint taken in that apply's transaction. While the fingerprint is the same,
+    the rows of the unchanged files are as that apply left them, so the next plan need only cover
+    what the changed files declare or declared; those rows are read again, by key. Any other
+    fingerprint (another writer; rows added or removed; a hand edit: any on PostgreSQL, one that
+    wrote a newer `updated_at` on SQLite), an error, or `forget()` means the next apply reads and
+    plans everything. What the fingerprint cannot see (on SQLite, a hand edit of a row of an
+    unchanged file that keeps `updated_at`; on PostgreSQL, a hand edit committed while an apply
+    is writing) the periodic resync, which calls `forget()` first, corrects.
+    """
+
+    def __init__(self) -> None:
+        self._fingerprint: store.Fingerprint | None = None
+        self._files: dict[str, str] = {}
+        self._declared: dict[str, set[tuple[Kind, str]]] = {}
+        # Of the state being applied: its digest, its changed files and what they declare.
+        self._pending: tuple[str, set[str], dict[str, set[tuple[Kind, str]]]] | None = None
+        self.checked: store.Fingerprint | None = None  # the fingerprint seen before planning
+        self.partial_plans = 0  # applies planned from the changed files only
+        self.full_plans = 0  # applies that read and planned everything
+
+    def forget(self) -> None:
+        """Plan everything next time (a resync, or an error that left the view unknown)."""
+        self._fingerprint = self._pending = self.checked = None
+
+    def changed_keys(
+        self, state: DesiredState, current: store.Fingerprint
+    ) -> set[tuple[Kind, str]] | None:
+        """What the changed files declare or declared; None when the view is not current."""
+        self.checked = current
+        if self._fingerprint is None or current != self._fingerprint:
+            return None
+        files = dict(state.files)
+        changed = {
+            n for n in files.keys() | self._files.keys() if files.get(n) != self._files.get(n)
+        }
+        declared = declared_by_file(state, changed)
+        self._pending = (state.digest, changed, declared)
+        keys: set[tuple[Kind, str]] = set()
+        for name in changed:
+            keys |= self._declared.get(name, set()) | declared.get(name, set())
+        return keys
+
+    def remember(self, state: DesiredState, current: store.Fingerprint) -> None:
+        """`state` is applied and the database's fingerprint is now `current`."""
+        pending, self._pending, self.checked = self._pending, None, None
+        if pending is not None and pending[0] == state.digest:
+            _, changed, declared = pending
+            kept = {n: keys for n, keys in self._declared.items() if n not in changed}
+            self._declared = kept | declared
+        else:
+            self._declared = declared_by_file(state)
+        self._fingerprint = current
+        self._files = dict(state.files)
+
+
 def apply(
     engine: Engine,
     state: DesiredState | None,
@@ -77,11 +139,13 @@ def apply(
     config_dir: Path | None = None,
     registry: ProviderRegistry | None = None,
     leave_drift: bool = False,
+    view: AppliedView | None = None,
 ) -> ApplyResult:
     """Apply the files' state (or exactly a saved plan) in one locked transaction.
 
     Re-plans inside the lock; writes nothing at all when nothing changed; refuses a saved plan
-    made against another state, and plans that the guards refuse.
+    made against another state, and plans that the guards refuse. With `view` (kept by the
+    caller between applies), plans only what changed files declare while the view is current.
     """
     migrate.require_current(engine)
     if saved is not None:
@@ -89,38 +153,96 @@ def apply(
     # Before the lock: asking git can take seconds on a large repository.
     digest = saved.config_digest if saved is not None else state.digest if state else ""
     who = _who(digest, config_dir)
-    with paused_gc(), store.apply_transaction(engine, lock_timeout) as conn:
-        observed = store.read_observed(conn)
-        if saved is not None:
-            current = state_digest(observed)
-            if current != saved.base_digest:
-                raise StalePlan(
-                    "the saved plan is stale: the database changed since it was made; "
-                    "run `reconciler plan --out FILE` again"
-                )
-            the_plan = recheck_saved(saved, observed, allow_mass_delete=allow_mass_delete)
-        else:
-            assert state is not None
-            items = desired_items(state)
-            the_plan = make_plan(items, observed, state.digest, allow_mass_delete=allow_mass_delete)
-            if leave_drift:
-                the_plan = without_pure_drift(the_plan, observed)
-        if the_plan.refusals:
-            raise UnsafePlan("; ".join(map(str, the_plan.refusals)))
-        if not the_plan.has_changes:
-            return ApplyResult(the_plan, store.current_generation(conn), applied=False)
-        now = datetime.now(UTC)
-        generation = store.bump_generation(conn, now)
-        store.write_plan(conn, the_plan, generation, now)
-        store.record_revision(
-            conn,
-            plan_document(the_plan),
-            the_plan,
-            generation,
-            who,
-            summary_line(the_plan),
-            now,
+    view = view if saved is None else None
+    try:
+        with paused_gc(), store.apply_transaction(engine, lock_timeout) as conn:
+            if saved is not None:
+                the_plan = _saved_plan(conn, saved, allow_mass_delete)
+            else:
+                assert state is not None
+                the_plan = _files_plan(conn, state, view, allow_mass_delete, leave_drift)
+            if the_plan.refusals:
+                raise UnsafePlan("; ".join(map(str, the_plan.refusals)))
+            result = _write(conn, the_plan, who)
+            if view is not None and state is not None:
+                seen = None if result.applied else view.checked  # nothing written: still current
+                view.remember(state, seen or store.fingerprint(conn))
+    except BaseException:
+        if view is not None:
+            view.forget()
+        raise
+    return result
+
+
+def _saved_plan(conn: Connection, saved: Plan, allow_mass_delete: bool) -> Plan:
+    observed = store.read_observed(conn)
+    if state_digest(observed) != saved.base_digest:
+        raise StalePlan(
+            "the saved plan is stale: the database changed since it was made; "
+            "run `reconciler plan --out FILE` again"
         )
+    return recheck_saved(saved, observed, allow_mass_delete=allow_mass_delete)
+
+
+def _files_plan(
+    conn: Connection,
+    state: DesiredState,
+    view: AppliedView | None,
+    allow_mass_delete: bool,
+    leave_drift: bool,
+) -> Plan:
+    """The plan of the files' state, from the changed files only when `view` allows it."""
+    the_plan: Plan | None = None
+    if view is not None:
+        current = store.fingerprint(conn)
+        keys = view.changed_keys(state, current)
+        # Rows read by key cost more than a scan: past half the table, read it all.
+        if keys is not None and len(keys) * 2 <= current.rows:
+            the_plan, observed = _partial_plan(conn, state, keys, current, allow_mass_delete)
+    if the_plan is None:
+        observed = store.read_observed(conn)
+        items = desired_items(state)
+        the_plan = make_plan(items, observed, state.digest, allow_mass_delete=allow_mass_delete)
+        if view is not None:
+            view.full_plans += 1
+    elif view is not None:
+        view.partial_plans += 1
+    return without_pure_drift(the_plan, observed) if leave_drift else the_plan
+
+
+def _partial_plan(
+    conn: Connection,
+    state: DesiredState,
+    keys: set[tuple[Kind, str]],
+    current: store.Fingerprint,
+    allow_mass_delete: bool,
+) -> tuple[Plan | None, list[Observed]]:
+    """The plan of `keys` alone: the same `make_plan`, with the whole table's managed count.
+
+    None when it deletes a provider: whether an unmanaged route still uses it is a question
+    about every route, so that plan is made from everything.
+    """
+    observed = store.read_observed_keys(conn, keys)
+    items = desired_subset(state, keys)
+    the_plan = make_plan(
+        items, observed, state.digest, allow_mass_delete=allow_mass_delete, managed=current.managed
+    )
+    if any(a.op is Op.delete and a.kind is Kind.provider for a in the_plan.actions):
+        return None, observed
+    others = len(state.providers) + len(state.routes) - len(items)
+    return replace(the_plan, unchanged=the_plan.unchanged + others), observed
+
+
+def _write(conn: Connection, the_plan: Plan, who: store.RevisionInfo) -> ApplyResult:
+    """Write the plan, its generation and its revision; nothing at all when it changes nothing."""
+    if not the_plan.has_changes:
+        return ApplyResult(the_plan, store.current_generation(conn), applied=False)
+    now = datetime.now(UTC)
+    generation = store.bump_generation(conn, now)
+    store.write_plan(conn, the_plan, generation, now)
+    store.record_revision(
+        conn, plan_document(the_plan), the_plan, generation, who, summary_line(the_plan), now
+    )
     return ApplyResult(the_plan, generation, applied=True)
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, TypeGuard
 
-from reconciler.core.config import DesiredState, dumped
+from reconciler.core.config import DeclaredProvider, DeclaredRoute, DesiredState, dumped
 from reconciler.errors import StateError
 
 PLAN_FORMAT_VERSION = 1
@@ -136,38 +136,66 @@ def route_essence(fields: Mapping[str, Any]) -> Essence:
 
 def desired_items(state: DesiredState) -> list[Desired]:
     """The essences of everything the files declare."""
-    items = []
-    for name, provider in state.providers.items():
-        essence = provider.memo.get("essence")
-        if essence is None:
-            config = dict(dumped(provider.spec, provider.memo))  # a copy: the dump is shared
-            head = {k: config.pop(k) for k in ("type", "enabled", "protect")}
-            essence = provider.memo["essence"] = {**head, "config": config}
-        items.append(
-            Desired(
-                Kind.provider,
-                name,
-                essence,
-                provider.source.file,
-                provider.source.line,
-                _memo_canonical(provider.memo, essence),
-            )
-        )
-    for task, route in state.routes.items():
-        essence = route.memo.get("essence")
-        if essence is None:
-            essence = route.memo["essence"] = route_essence(dumped(route.spec, route.memo))
-        items.append(
-            Desired(
-                Kind.route,
-                task,
-                essence,
-                route.source.file,
-                route.source.line,
-                _memo_canonical(route.memo, essence),
-            )
-        )
+    items = [_provider_item(name, provider) for name, provider in state.providers.items()]
+    items += [_route_item(task, route) for task, route in state.routes.items()]
     return items
+
+
+def desired_subset(state: DesiredState, keys: Iterable[tuple[Kind, str]]) -> list[Desired]:
+    """The essences of those of `keys` that the files declare; the others are left out."""
+    items = []
+    for kind, key in keys:
+        if kind is Kind.provider and (provider := state.providers.get(key)) is not None:
+            items.append(_provider_item(key, provider))
+        elif kind is Kind.route and (route := state.routes.get(key)) is not None:
+            items.append(_route_item(key, route))
+    return items
+
+
+def declared_by_file(
+    state: DesiredState, names: Container[str] | None = None
+) -> dict[str, set[tuple[Kind, str]]]:
+    """What each file (of `names`, or every file) declares, by file name."""
+    declared: dict[str, set[tuple[Kind, str]]] = {
+        name: set() for name, _ in state.files if names is None or name in names
+    }
+    for name, provider in state.providers.items():
+        if names is None or provider.source.file in names:
+            declared.setdefault(provider.source.file, set()).add((Kind.provider, name))
+    for task, route in state.routes.items():
+        if names is None or route.source.file in names:
+            declared.setdefault(route.source.file, set()).add((Kind.route, task))
+    return declared
+
+
+def _provider_item(name: str, provider: DeclaredProvider) -> Desired:
+    essence = provider.memo.get("essence")
+    if essence is None:
+        config = dict(dumped(provider.spec, provider.memo))  # a copy: the dump is shared
+        head = {k: config.pop(k) for k in ("type", "enabled", "protect")}
+        essence = provider.memo["essence"] = {**head, "config": config}
+    return Desired(
+        Kind.provider,
+        name,
+        essence,
+        provider.source.file,
+        provider.source.line,
+        _memo_canonical(provider.memo, essence),
+    )
+
+
+def _route_item(task: str, route: DeclaredRoute) -> Desired:
+    essence = route.memo.get("essence")
+    if essence is None:
+        essence = route.memo["essence"] = route_essence(dumped(route.spec, route.memo))
+    return Desired(
+        Kind.route,
+        task,
+        essence,
+        route.source.file,
+        route.source.line,
+        _memo_canonical(route.memo, essence),
+    )
 
 
 def _memo_canonical(memo: dict[str, Any], essence: Essence) -> str:
@@ -194,10 +222,12 @@ def make_plan(
     config_digest: str,
     *,
     allow_mass_delete: bool = False,
+    managed: int | None = None,
 ) -> Plan:
     """Compare desired with observed and return the plan, with every refusal of the guards.
 
-    Purely computational.
+    `managed` is the number of managed rows in the database when `observed` is only a part of
+    it (the mass-deletion guard weighs deletions against the whole). Purely computational.
     """
     observed = list(observed)
     wanted = {(d.kind, d.key): d for d in desired}
@@ -220,7 +250,7 @@ def make_plan(
         else:
             unmanaged.append(ident)
     deleted = {(a.kind, a.key) for a in actions if a.op is Op.delete}
-    refusals = _refusals(have, wanted, deleted, allow_mass_delete)
+    refusals = _refusals(have, wanted, deleted, allow_mass_delete, managed)
     return Plan(
         actions=tuple(sorted(actions, key=_display_order)),
         unchanged=unchanged,
@@ -299,6 +329,7 @@ def _refusals(
     wanted: Mapping[tuple[Kind, str], Desired],
     deleted: set[tuple[Kind, str]],
     allow_mass_delete: bool,
+    managed: int | None = None,
 ) -> list[Refusal]:
     """The guards, the one place they are written: protected rows, providers still in use by an
     unmanaged route, and mass deletion (unless allowed)."""
@@ -325,7 +356,8 @@ def _refusals(
                         "the files) still uses it; change or remove that route first"
                     )
                 )
-    managed = sum(1 for o in have.values() if o.managed)
+    if managed is None:
+        managed = sum(1 for o in have.values() if o.managed)
     if not allow_mass_delete and (mass := _mass_delete(len(deleted), managed)):
         refusals.append(mass)
     return refusals

@@ -102,26 +102,66 @@ class ReadinessLoop:
             servable = verdict.status in SERVABLE
             required = "true" if verdict.required else "false"
             self.metrics.task_servable.labels(verdict.task, required).set(1 if servable else 0)
-            self._log_change(verdict)
+        self._log_changes(found)
 
-    def _log_change(self, verdict: Verdict) -> None:
-        """Log a task's readiness when it changes, not every round."""
-        key = (verdict.status, verdict.reason.value if verdict.reason else None)
-        if self._logged.get(verdict.task) == key:
-            return
-        self._logged[verdict.task] = key
-        if verdict.status is Status.ready:
-            log.info("task %s is ready (%s)", verdict.task, verdict.served_by)
-        elif verdict.reason is Reason.route_disabled:
-            log.info("task %s: route disabled", verdict.task)
+    def _log_changes(self, found: list[Verdict]) -> None:
+        """Log the tasks whose readiness changed since the last round, not every round.
+
+        Tasks that changed the same way are one line: a provider that is down is one warning
+        naming how many tasks it affects, however many route to it.
+        """
+        groups: dict[tuple[str, ...], list[Verdict]] = {}
+        for verdict in found:
+            key = (verdict.status, verdict.reason.value if verdict.reason else None)
+            if self._logged.get(verdict.task) == key:
+                continue
+            self._logged[verdict.task] = key
+            groups.setdefault(_group(verdict), []).append(verdict)
+        for changed in groups.values():
+            _log_group(changed)
+
+
+def _group(verdict: Verdict) -> tuple[str, ...]:
+    """What tasks share to be logged on one line."""
+    if verdict.status is Status.ready:
+        return (verdict.status.value, verdict.provider)
+    if verdict.reason is Reason.route_disabled:
+        return (verdict.status.value, verdict.reason.value)
+    reason = verdict.reason.value if verdict.reason else ""
+    return (verdict.status.value, reason, verdict.provider, verdict.detail, verdict.remedy)
+
+
+def _log_group(changed: list[Verdict]) -> None:
+    first = changed[0]
+    fix = f"; fix: {first.remedy}" if first.remedy else ""
+    if len(changed) == 1:
+        if first.status is Status.ready:
+            log.info("task %s is ready (%s)", first.task, first.served_by)
+        elif first.reason is Reason.route_disabled:
+            log.info("task %s: route disabled", first.task)
         else:
-            log.warning(
-                "task %s is %s: %s%s",
-                verdict.task,
-                verdict.status.value,
-                verdict.detail,
-                f"; fix: {verdict.remedy}" if verdict.remedy else "",
-            )
+            log.warning("task %s is %s: %s%s", first.task, first.status.value, first.detail, fix)
+        return
+    tasks = _some_tasks(changed)
+    if first.status is Status.ready:
+        log.info("%d tasks on provider %s are ready (%s)", len(changed), first.provider, tasks)
+    elif first.reason is Reason.route_disabled:
+        log.info("%d tasks: route disabled (%s)", len(changed), tasks)
+    else:
+        log.warning(
+            "%d tasks on provider %s are %s: %s%s (%s)",
+            len(changed),
+            first.provider,
+            first.status.value,
+            first.detail,
+            fix,
+            tasks,
+        )
+
+
+def _some_tasks(changed: list[Verdict], shown: int = 3) -> str:
+    names = ", ".join(v.task for v in changed[:shown])
+    return names if len(changed) <= shown else f"{names} and {len(changed) - shown} more"
 
 
 async def _unless_stopped(work: Coroutine[Any, Any, Any], stop: asyncio.Event) -> None:

@@ -1,9 +1,13 @@
 """The reconcile worker: coalesce triggers, wait for the files to settle, validate, apply.
 
 Level-based: whatever woke it (a file event, the resync timer, start-up), it re-reads the whole
-directory and plans against the whole database. An invalid edit keeps the last good config in
-place and is reported once per distinct content; a missing directory is "source missing", never
-"delete everything"; the mass-deletion guard always holds.
+directory (unchanged files come from the loader's cache). Between cycles it keeps the view of its
+last apply (`reconcile.AppliedView`): while the database's fingerprint is unchanged, an edit plans
+only what the changed files declare or declared; the resync timer plans against everything.
+
+An invalid edit keeps the last good config in place and is reported once per distinct content;
+a missing directory is "source missing", never "delete everything"; the mass-deletion guard
+always holds.
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ class ReconcileWorker:
         # What the files declared at the last apply: a deletion needs one of these to be gone.
         self._applied_keys: set[tuple[str, str]] | None = None
         self._waiting: str | None = None  # the content whose deletions were last said to wait
+        self.view = reconcile.AppliedView()
         self.on_applied: Callable[[], None] = lambda: None
         self.cycles = 0
 
@@ -223,6 +228,8 @@ class ReconcileWorker:
         wait = await self._deletions_wait(desired)
         if wait is not None:
             return wait
+        if resync:
+            self.view.forget()  # the resync reads everything, to find drift the view can't see
         result = await self._apply(desired)
         if result is None:  # stopping before the lock came free: nothing was written
             return None
@@ -254,6 +261,7 @@ class ReconcileWorker:
                     lock_timeout=max(0.0, min(LOCK_SLICE_S, deadline - time.monotonic())),
                     config_dir=self.config_dir,
                     leave_drift=self.options.drift == "report",
+                    view=self.view,
                 )
             except LockTimeout as exc:
                 if self.state.stopping:

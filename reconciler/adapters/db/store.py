@@ -10,14 +10,27 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from reconciler.adapters.db.engine import SQLITE_BUSY_TIMEOUT_MS, is_sqlite
@@ -65,7 +78,26 @@ class RevisionInfo:
 
 def read_observed(conn: Connection) -> list[Observed]:
     """Every provider and route row, as essences."""
-    observed = [
+    return _providers_observed(conn, None) + _routes_observed(conn, None)
+
+
+def read_observed_keys(conn: Connection, keys: Iterable[tuple[Kind, str]]) -> list[Observed]:
+    """The rows of `keys` that exist, as essences."""
+    names = sorted(key for kind, key in keys if kind is Kind.provider)
+    tasks = sorted(key for kind, key in keys if kind is Kind.route)
+    observed: list[Observed] = []
+    for start in range(0, len(names), _CHUNK):
+        observed += _providers_observed(conn, names[start : start + _CHUNK])
+    for start in range(0, len(tasks), _CHUNK):
+        observed += _routes_observed(conn, tasks[start : start + _CHUNK])
+    return observed
+
+
+def _providers_observed(conn: Connection, names: list[str] | None) -> list[Observed]:
+    query = select(*(providers.c[n] for n in _PROVIDER_COLUMNS))
+    if names is not None:
+        query = query.where(providers.c.name.in_(names))
+    return [
         Observed(
             Kind.provider,
             row.name,
@@ -78,10 +110,15 @@ def read_observed(conn: Connection) -> list[Observed]:
             row.managed_by,
             row.spec_hash,
         )
-        for row in conn.execute(select(*(providers.c[n] for n in _PROVIDER_COLUMNS)))
+        for row in conn.execute(query)
     ]
-    columns = [routes.c[n] for n in ("task", *_ROUTE_FIELDS, "managed_by", "spec_hash")]
-    observed += [
+
+
+def _routes_observed(conn: Connection, tasks: list[str] | None) -> list[Observed]:
+    query = select(*(routes.c[n] for n in ("task", *_ROUTE_FIELDS, "managed_by", "spec_hash")))
+    if tasks is not None:
+        query = query.where(routes.c.task.in_(tasks))
+    return [
         Observed(
             Kind.route,
             row[0],
@@ -89,9 +126,51 @@ def read_observed(conn: Connection) -> list[Observed]:
             row[-2],
             row[-1],
         )
-        for row in conn.execute(select(*columns))
+        for row in conn.execute(query)
     ]
-    return observed
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """A cheap summary of the providers and routes tables, computed by the database.
+
+    Equal fingerprints mean no apply ran in between (the generation), no row was inserted or
+    deleted, and none was written with a newer `updated_at` (every apply writes it). On
+    PostgreSQL the sum of the rows' `xmin` is in it too, so every write of a row shows, hand
+    edits included. On SQLite a hand edit that keeps the count and the latest `updated_at` goes
+    unseen here; the periodic resync, which reads everything, finds it.
+    """
+
+    generation: int
+    # Per table: rows, managed rows, latest `updated_at`, sum of `xmin` (PostgreSQL).
+    tables: tuple[tuple[int, int, str | None, int | None], ...]
+
+    @property
+    def rows(self) -> int:
+        return sum(table[0] for table in self.tables)
+
+    @property
+    def managed(self) -> int:
+        return sum(table[1] for table in self.tables)
+
+
+def fingerprint(conn: Connection) -> Fingerprint:
+    tables = []
+    postgres = conn.dialect.name == "postgresql"
+    for table in (providers, routes):
+        is_managed = case((table.c.managed_by == MANAGED, 1), else_=0)
+        # xmin is the id of the transaction that last wrote the row: a new one on every write.
+        written = literal_column("xmin::text::bigint" if postgres else "0", BigInteger)
+        query = select(
+            func.count(),
+            func.coalesce(func.sum(is_managed), 0),
+            func.max(table.c.updated_at),
+            func.sum(written),
+        )
+        row = conn.execute(query.select_from(table)).one()
+        latest = None if row[2] is None else str(row[2])
+        tables.append((int(row[0]), int(row[1]), latest, None if row[3] is None else int(row[3])))
+    return Fingerprint(current_generation(conn), tuple(tables))
 
 
 def current_generation(conn: Connection) -> int:

@@ -1,0 +1,362 @@
+"""An apply that keeps an `AppliedView` plans only what changed files declare, and is never wrong.
+
+After every step the database is compared with a full plan of the same files made by a fresh
+loader: no change may be left. Hand edits, a second writer, renamed files, moved routes and the
+guards are covered on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, select, update
+
+from reconciler import reconcile
+from reconciler.adapters.db.tables import routes
+from reconciler.core.config import ConfigLoader
+from reconciler.core.plan import Op
+from reconciler.core.registry import ProviderRegistry
+from reconciler.daemon.metrics import Metrics
+from reconciler.daemon.readiness_loop import ReadinessLoop
+from reconciler.daemon.state import DaemonState
+from reconciler.errors import UnsafePlan
+
+PROVIDERS = """\
+version: 1
+providers:
+  local:
+    type: ollama
+    endpoint: {base_url: "http://127.0.0.1:11434"}
+  spare:
+    type: ollama
+    endpoint: {base_url: "http://127.0.0.1:11435"}
+"""
+
+Files = dict[str, dict[str, str]]  # file name -> task -> model
+
+
+def _route_file(tasks: dict[str, str], protect: frozenset[str] = frozenset()) -> str:
+    lines = ["version: 1", "routes:" if tasks else "routes: {}"]
+    for task, model in tasks.items():
+        lines += [f"  {task}:", "    provider: local", f"    model: {model}"]
+        if task in protect:
+            lines.append("    protect: true")
+    return "\n".join(lines) + "\n"
+
+
+def _write(directory: Path, files: Files, protect: frozenset[str] = frozenset()) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("routes-*.yaml"):
+        if old.name not in files:
+            old.unlink()
+    (directory / "providers.yaml").write_text(PROVIDERS, encoding="utf-8")
+    for name, tasks in files.items():
+        (directory / name).write_text(_route_file(tasks, protect), encoding="utf-8")
+
+
+def _files(count: int = 4, per_file: int = 3) -> Files:
+    return {
+        f"routes-{f}.yaml": {f"task-{f}-{r}": f"model-{f}-{r}" for r in range(per_file)}
+        for f in range(count)
+    }
+
+
+class Daemon:
+    """What the reconcile worker keeps between cycles: a warm loader and an applied view."""
+
+    def __init__(self, engine: Engine, directory: Path) -> None:
+        self.engine = engine
+        self.directory = directory
+        self.loader = ConfigLoader()
+        self.view = reconcile.AppliedView()
+
+    def cycle(self, *, resync: bool = False) -> reconcile.ApplyResult:
+        if resync:
+            self.view.forget()
+        state = reconcile.load_config([self.directory], self.loader)
+        return reconcile.apply(self.engine, state, lock_timeout=5, view=self.view)
+
+
+def _left_over(engine: Engine, directory: Path) -> list[str]:
+    """What a full plan of the files, by a fresh loader, would still change."""
+    state = reconcile.load_config([directory], ConfigLoader())
+    the_plan = reconcile.plan(engine, state)
+    return [f"{a.op} {a.kind} {a.key}" for a in the_plan.actions]
+
+
+def _hand_edit(engine: Engine, task: str, model: str, *, stamp: bool) -> None:
+    values: dict[str, object] = {"model": model}
+    if stamp:
+        values["updated_at"] = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(update(routes).where(routes.c.task == task).values(**values))
+
+
+def _model(engine: Engine, task: str) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(select(routes.c.model).where(routes.c.task == task)).scalar()
+
+
+@pytest.fixture
+def started(engine: Engine, tmp_path: Path) -> tuple[Daemon, Files]:
+    files = _files()
+    _write(tmp_path / "config", files)
+    daemon = Daemon(engine, tmp_path / "config")
+    daemon.cycle()
+    return daemon, files
+
+
+def test_an_edit_of_one_file_plans_only_what_that_file_declares(
+    started: tuple[Daemon, Files],
+) -> None:
+    daemon, files = started
+    files["routes-2.yaml"]["task-2-1"] = "edited"
+    _write(daemon.directory, files)
+    result = daemon.cycle()
+    assert [(a.op, a.key) for a in result.plan.actions] == [(Op.update, "task-2-1")]
+    assert result.plan.unchanged == 2 + 4 * 3 - 1  # the whole config's, as a full plan says
+    assert (daemon.view.partial_plans, daemon.view.full_plans) == (1, 1)
+    assert _left_over(daemon.engine, daemon.directory) == []
+
+
+def test_an_unchanged_config_plans_nothing_and_writes_nothing(
+    started: tuple[Daemon, Files],
+) -> None:
+    daemon, _ = started
+    result = daemon.cycle()
+    assert not result.applied
+    assert daemon.view.partial_plans == 1
+
+
+def test_a_hand_edit_that_stamps_updated_at_sends_the_next_edit_to_a_full_plan(
+    started: tuple[Daemon, Files],
+) -> None:
+    daemon, files = started
+    _hand_edit(daemon.engine, "task-0-0", "by-hand", stamp=True)
+    files["routes-3.yaml"]["task-3-0"] = "edited"
+    _write(daemon.directory, files)
+    result = daemon.cycle()
+    assert daemon.view.full_plans == 2
+    assert {a.key for a in result.plan.actions} == {"task-0-0", "task-3-0"}
+    assert _model(daemon.engine, "task-0-0") == "model-0-0"
+    assert _left_over(daemon.engine, daemon.directory) == []
+
+
+def test_a_hand_edit_of_a_row_the_changed_file_declares_is_seen_without_updated_at(
+    started: tuple[Daemon, Files], db_url: str
+) -> None:
+    daemon, files = started
+    _hand_edit(daemon.engine, "task-1-0", "by-hand", stamp=False)
+    files["routes-1.yaml"]["task-1-2"] = "edited"
+    _write(daemon.directory, files)
+    daemon.cycle()
+    # SQLite: a partial plan, which reads the changed file's rows again; PostgreSQL: xmin shows.
+    assert daemon.view.partial_plans == (0 if db_url.startswith("postgresql") else 1)
+    assert _model(daemon.engine, "task-1-0") == "model-1-0"
+    assert _left_over(daemon.engine, daemon.directory) == []
+
+
+def test_a_hand_edit_that_keeps_updated_at_is_seen_at_once_on_postgresql_else_by_the_resync(
+    started: tuple[Daemon, Files], db_url: str
+) -> None:
+    daemon, files = started
+    _hand_edit(daemon.engine, "task-0-0", "by-hand", stamp=False)
+    files["routes-3.yaml"]["task-3-0"] = "edited"
+    _write(daemon.directory, files)
+    daemon.cycle()
+    postgres = db_url.startswith("postgresql")  # its fingerprint sums the rows' xmin
+    assert _model(daemon.engine, "task-0-0") == ("model-0-0" if postgres else "by-hand")
+    result = daemon.cycle(resync=True)
+    assert [(a.key, a.drift) for a in result.plan.actions] == (
+        [] if postgres else [("task-0-0", True)]
+    )
+    assert _left_over(daemon.engine, daemon.directory) == []
+
+
+def test_a_second_writer_between_two_cycles_sends_the_next_to_a_full_plan(
+    started: tuple[Daemon, Files], tmp_path: Path
+) -> None:
+    daemon, files = started
+    other = {**files, "routes-9.yaml": {"task-9-0": "theirs"}}
+    other["routes-0.yaml"] = {**files["routes-0.yaml"], "task-0-1": "theirs"}
+    _write(tmp_path / "other", other)
+    theirs = reconcile.load_config([tmp_path / "other"], ConfigLoader())
+    assert reconcile.apply(daemon.engine, theirs, lock_timeout=5).applied  # as the CLI does
+    files["routes-2.yaml"]["task-2-2"] = "edited"
+    _write(daemon.directory, files)
+    result = daemon.cycle()
+    assert daemon.view.full_plans == 2
+    assert {a.key for a in result.plan.actions} == {"task-9-0", "task-0-1", "task-2-2"}
+    assert _left_over(daemon.engine, daemon.directory) == []
+    assert not daemon.cycle(resync=True).applied
+
+
+def test_a_renamed_file_changes_nothing(started: tuple[Daemon, Files]) -> None:
+    daemon, files = started
+    files["routes-7.yaml"] = files.pop("routes-1.yaml")
+    _write(daemon.directory, files)
+    result = daemon.cycle()
+    assert not result.applied
+    assert daemon.view.partial_plans == 1
+    assert _left_over(daemon.engine, daemon.directory) == []
+    assert not daemon.cycle(resync=True).applied
+
+
+def test_a_route_moved_to_another_file_in_one_save_changes_nothing(
+    started: tuple[Daemon, Files],
+) -> None:
+    daemon, files = started
+    files["routes-3.yaml"]["task-0-0"] = files["routes-0.yaml"].pop("task-0-0")
+    _write(daemon.directory, files)
+    assert not daemon.cycle().applied
+    assert _left_over(daemon.engine, daemon.directory) == []
+
+
+def test_a_route_moved_in_two_saves_is_deleted_then_created(
+    started: tuple[Daemon, Files],
+) -> None:
+    daemon, files = started
+    model = files["routes-0.yaml"].pop("task-0-0")
+    _write(daemon.directory, files)
+    assert [a.op for a in daemon.cycle().plan.actions] == [Op.delete]
+    assert _left_over(daemon.engine, daemon.directory) == []
+    files["routes-3.yaml"]["task-0-0"] = model
+    _write(daemon.directory, files)
+    assert [a.op for a in daemon.cycle().plan.actions] == [Op.create]
+    assert daemon.view.partial_plans == 2
+    assert _left_over(daemon.engine, daemon.directory) == []
+    assert not daemon.cycle(resync=True).applied
+
+
+def test_the_mass_deletion_guard_counts_every_managed_row(engine: Engine, tmp_path: Path) -> None:
+    files = _files()
+    extra = {"routes-9.yaml": {f"hand-{n}": "m" for n in range(10)}}
+    _write(tmp_path / "other", {**files, **extra})
+    state = reconcile.load_config([tmp_path / "other"], ConfigLoader())
+    reconcile.apply(engine, state, lock_timeout=5)
+    with engine.begin() as conn:  # ten rows the files do not manage
+        conn.execute(update(routes).where(routes.c.task.like("hand-%")).values(managed_by="x"))
+    _write(tmp_path / "config", files)
+    daemon = Daemon(engine, tmp_path / "config")
+    assert not daemon.cycle().applied
+    for name in ("routes-0.yaml", "routes-1.yaml", "routes-2.yaml"):
+        files[name] = {}
+    _write(daemon.directory, files)
+    with pytest.raises(UnsafePlan, match="deletes 9 of 14 managed rows"):
+        daemon.cycle()
+    assert daemon.view.partial_plans == 1  # 9 of 24 rows planned, weighed against all 14
+    files["routes-2.yaml"] = _files()["routes-2.yaml"]
+    _write(daemon.directory, files)
+    assert daemon.cycle().plan.count(Op.delete) == 6  # 6 of 14: allowed
+    assert _left_over(engine, daemon.directory) == []
+
+
+def test_a_protected_route_removed_from_a_changed_file_is_refused(
+    engine: Engine, tmp_path: Path
+) -> None:
+    files = _files()
+    _write(tmp_path / "config", files, protect=frozenset({"task-1-1"}))
+    daemon = Daemon(engine, tmp_path / "config")
+    daemon.cycle()
+    del files["routes-1.yaml"]["task-1-1"]
+    _write(daemon.directory, files, protect=frozenset({"task-1-1"}))
+    with pytest.raises(UnsafePlan, match="protected"):
+        daemon.cycle()
+    assert _model(engine, "task-1-1") == "model-1-1"
+
+
+def test_a_provider_deletion_is_planned_from_everything(started: tuple[Daemon, Files]) -> None:
+    daemon, _ = started
+    (daemon.directory / "providers.yaml").write_text(
+        PROVIDERS.split("  spare:", maxsplit=1)[0], encoding="utf-8"
+    )
+    result = daemon.cycle()
+    assert [(a.op, a.key) for a in result.plan.actions] == [(Op.delete, "spare")]
+    assert daemon.view.full_plans == 2
+    assert _left_over(daemon.engine, daemon.directory) == []
+
+
+EDITS = st.lists(
+    st.tuples(
+        st.sampled_from(["model", "move", "remove", "add", "rename", "hand"]),
+        st.integers(0, 3),
+        st.integers(0, 3),
+        st.integers(0, 2),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+def _edit(files: Files, engine: Engine, step: tuple[str, int, int, int], n: int) -> None:
+    """One random edit: of a file, or of the database by hand (stamping `updated_at`)."""
+    kind, a, b, r = step
+    names = sorted(files)
+    source, target = names[a % len(names)], names[b % len(names)]
+    tasks = sorted(files[source])
+    task = tasks[r % len(tasks)] if tasks else None
+    if kind == "model" and task:
+        files[source][task] = f"m{n}"
+    elif kind == "move" and task:
+        files[target][task] = files[source].pop(task)
+    elif kind == "remove" and task and sum(map(len, files.values())) > 8:
+        del files[source][task]
+    elif kind == "add":
+        files[target][f"new-{n}"] = f"m{n}"
+    elif kind == "rename":
+        files[f"routes-r{n}.yaml"] = files.pop(source)
+    elif kind == "hand" and task:
+        _hand_edit(engine, task, f"hand-{n}", stamp=True)
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(edits=EDITS)
+def test_every_edit_sequence_ends_where_a_full_plan_would(
+    engine: Engine, edits: list[tuple[str, int, int, int]]
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "config"
+        files = _files()
+        _write(directory, files)
+        first = reconcile.load_config([directory], ConfigLoader())
+        reconcile.apply(engine, first, lock_timeout=5, allow_mass_delete=True)
+        daemon = Daemon(engine, directory)
+        daemon.cycle()
+        for n, step in enumerate(edits):
+            _edit(files, engine, step, n)
+            _write(directory, files)
+            daemon.cycle()
+            assert _left_over(engine, directory) == [], f"after {step}"
+        assert not daemon.cycle(resync=True).applied
+
+
+def test_a_provider_that_is_down_is_one_log_line_however_many_tasks_route_to_it(
+    started: tuple[Daemon, Files], caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon, _ = started
+    loop = ReadinessLoop(
+        daemon.engine,
+        ProviderRegistry(),
+        DaemonState("config", "db"),
+        Metrics(),
+        30.0,
+        lambda: True,
+    )
+    with caplog.at_level(logging.INFO, logger="reconciler.daemon.readiness_loop"):
+        found = asyncio.run(loop.round_once())
+        asyncio.run(loop.round_once())  # nothing changed: nothing logged again
+    assert len(found) == 12
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("12 tasks on provider local are not_ready: ")
