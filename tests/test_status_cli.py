@@ -196,7 +196,7 @@ def test_a_task_with_queued_jobs_but_no_route_is_shown_as_no_route(
 ) -> None:
     items = tmp_path / "items.jsonl"
     items.write_text('{"id": "1", "text": "tag me"}\n', encoding="utf-8")
-    assert setup("enqueue", "tagging", str(items)).code == 0
+    assert setup("enqueue", "tagging", str(items), "--allow-unrouted").code == 0
     for args in (("status",), ("status", "--probe")):
         result = setup(*args, "--format", "json")
         tagging = next(t for t in json.loads(result.stdout)["tasks"] if t["task"] == "tagging")
