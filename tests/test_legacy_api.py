@@ -330,7 +330,9 @@ def _hostile_rows(engine: Engine) -> None:
         latency_ms=12.4,
     )
     with engine.begin() as conn:
-        conn.execute(insert(providers), [row | made | source | {"config": {"endpoint": endpoint}}])
+        plugin = {"access_token": LITERAL, "max_tokens": 64}
+        config = {"endpoint": endpoint, "plugin": plugin}
+        conn.execute(insert(providers), [row | made | source | {"config": config}])
         conn.execute(insert(routes), [route | made])
         readiness_store.save_verdicts(conn, [verdict])
 
@@ -354,3 +356,10 @@ def test_the_providers_view_escapes_what_a_row_holds_and_never_shows_a_literal_c
     body = legacy.json()
     assert (body["provider"], body["model"]) == (HOSTILE, "\x1b[31m<i>m</i>")
     assert body["headers"]["Authorization"] == NOT_SHOWN and body["api_key"] == NOT_SHOWN
+    api = app.ask("GET", "/api/v1/providers")
+    assert LITERAL not in api.text
+    (served,) = api.json()
+    assert served["config"]["endpoint"]["api_key"] == NOT_SHOWN
+    assert served["config"]["endpoint"]["headers"]["Authorization"] == NOT_SHOWN
+    assert served["config"]["endpoint"]["headers"]["X-Note"] == "<svg onload=alert(1)>"
+    assert served["config"]["plugin"] == {"access_token": NOT_SHOWN, "max_tokens": 64}

@@ -39,6 +39,7 @@ from reconciler.adapters.db import queue_store, readiness_store, store
 from reconciler.core.readiness import all_required_servable
 from reconciler.core.text import untrusted
 from reconciler.daemon import api_results, legacy, providers_view
+from reconciler.daemon.catalog import shown_provider_row
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.page import api_page, status_page
 from reconciler.daemon.responses import jsonable, page, read, scrubbed
@@ -255,7 +256,7 @@ def _add_api(app: FastAPI, engine: Engine, state: DaemonState) -> None:
     async def api_providers() -> list[dict[str, Any]]:
         """The provider rows (secrets appear as their `{env: NAME}` reference only)."""
         rows: list[dict[str, Any]] = await read(engine, readiness_store.read_provider_rows)
-        return rows
+        return [shown_provider_row(row) for row in rows]
 
     @app.get("/api/v1/routes", tags=["api"])
     async def api_routes() -> list[dict[str, Any]]:
