@@ -30,8 +30,12 @@ lint: $(DEV)
 typecheck: $(DEV)
 	$(BIN)/mypy reconciler
 
+# Most tests wait on daemons, sockets and timers rather than the CPU, so 4 workers pay even on
+# 2 cores; TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 4
+
 test: lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 bench: $(DEV)
 	$(BIN)/python -m bench

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -19,11 +20,27 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Daemons are given ports below the kernel's ephemeral range (32768 and up), each pytest-xdist
+# worker its own block, so that no other worker, and no client socket, can take a port between
+# the moment it is chosen and the moment the daemon binds it.
+_PORT_BLOCK = 1000
+_FIRST_PORT = 20000
+_next_port = itertools.count()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+    """A port on 127.0.0.1 that no other test worker will be given, free when returned."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    base = _FIRST_PORT + _PORT_BLOCK * (int(worker) if worker.isdigit() else 0)
+    for _ in range(_PORT_BLOCK):
+        port = base + next(_next_port) % _PORT_BLOCK
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {base}..{base + _PORT_BLOCK - 1}")
 
 
 @dataclass

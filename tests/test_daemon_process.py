@@ -147,12 +147,11 @@ def test_sigterm_while_an_apply_waits_for_the_lock_exits_0_and_writes_nothing(
     assert code == 0, daemon.log()
     assert took < 10
     assert "Traceback" not in daemon.log()
-    started = time.monotonic()
+    # With --lock-timeout 0, an apply lock the signalled daemon left behind fails this at once.
     result = run_reconciler(
         "--database-url", postgres_url, "--config", directory, "apply", "--lock-timeout", "0"
     )
     assert result.code == 0, result.output
-    assert time.monotonic() - started < 10
     after = snapshot(postgres_url)
     assert after["generation"] == 2
     assert after["routes"] == expected_routes("qwen2.5:7b", 3)
@@ -188,12 +187,11 @@ def test_sigterm_during_a_5000_route_apply_leaves_the_before_or_the_after_state(
     else:
         assert state["generation"] == 2
         assert state["routes"] == expected_routes("qwen2.5:7b", 5000)
-    started = time.monotonic()
+    # With --lock-timeout 0, an apply lock the signalled daemon left behind fails this at once.
     result = run_reconciler(
         "--database-url", postgres_url, "--config", directory, "apply", "--lock-timeout", "0"
     )
     assert result.code == 0, result.output
-    assert time.monotonic() - started < 10
     assert snapshot(postgres_url)["routes"] == expected_routes("qwen2.5:7b", 5000)
 
 
