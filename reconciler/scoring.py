@@ -2,10 +2,15 @@
 
 One code path for `reconciler score --once` and the daemon. Routes are resolved when a batch is
 claimed, from the database's current generation, so a route change applies to the next batch
-without a restart. At most `max_concurrency` calls run per provider. While a job is held (its
-call waiting for a slot or running) its lease is renewed every third of `lease_s`, so only a
-worker that died or stalled loses its jobs to another. A job whose lease this worker no longer
-holds is never written, so every item ends with exactly one result.
+without a restart. At most `max_concurrency` calls run per provider.
+
+Leases are short and kept alive: while a job is held (its call waiting for a slot or running),
+its lease of `lease_s` (6 s) is renewed every `lease_s / 4`, on a thread of its own so that no
+other database work can hold a renewal back. A worker that dies (SIGKILL, a lost host) stops
+renewing, so its jobs are due again within `lease_s` of its last renewal and another worker, or
+the restarted daemon, takes them within seconds; a live worker whose calls are slow keeps its
+jobs however long the calls take. A job whose lease this worker no longer holds is never
+written, so every item ends with exactly one result.
 
 Asking the route is `reconciler.ask`, the code path `reconciler try` takes too.
 """
@@ -16,11 +21,14 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine
@@ -28,22 +36,25 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler.adapters import secrets
 from reconciler.adapters.db import queue_store as queue
+from reconciler.adapters.db.store import current_generation
 from reconciler.ask import Answered, Asker, RouteFailure, RouteSnapshot, load_snapshot
 from reconciler.core.registry import ProviderRegistry
 from reconciler.core.scoring import backoff_s, percentile, scrub_answer
 from reconciler.core.text import untrusted
+from reconciler.group_commit import GroupCommit
 
 __all__ = ["ScoreStats", "ScoringOptions", "ScoringWorker", "percentile"]
 
 MAX_ERROR_CHARS = 2000
 WAIT_NOTICE_S = 2.0  # a drain that waits longer than this for a retry says so
+SNAPSHOT_MAX_AGE_S = 5.0  # a claim reads the routes again after this, even in one generation
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ScoringOptions:
-    lease_s: float = 300.0
+    lease_s: float = 6.0
     max_attempts: int = 5
     batch: int = 64
     backoff_base_s: float = 1.0
@@ -87,6 +98,8 @@ class ScoringWorker:
         self._noticed: datetime | None = None
         self._capacity = self.options.batch  # learned from the providers at the first claim
         self._running: dict[int, asyncio.Task[None]] = {}
+        self._cached: tuple[RouteSnapshot | None, float] = (None, 0.0)
+        self._outcomes = GroupCommit(partial(queue.finish_many, engine, self.owner))
 
     async def run(self, stop: asyncio.Event, servable: Callable[[], set[str]]) -> None:
         """Work the queue until `stop`; then release every lease still held."""
@@ -150,7 +163,7 @@ class ScoringWorker:
         )
         if not jobs:
             return 0
-        snapshot = await asyncio.to_thread(load_snapshot, self.engine, self.registry)
+        snapshot = await asyncio.to_thread(self._snapshot)
         slots = sum(spec.max_concurrency for spec in snapshot.specs.values() if spec.enabled)
         self._capacity = max(4 * slots, 16)
         for job in jobs:
@@ -161,19 +174,36 @@ class ScoringWorker:
             task.add_done_callback(self._forget(job.id))
         return len(jobs)
 
+    def _snapshot(self) -> RouteSnapshot:
+        """The routes and providers to score with: read again when an apply changed them (a new
+        generation), and at least every `SNAPSHOT_MAX_AGE_S`, so a hand edit is seen too."""
+        with self.engine.connect() as conn:
+            generation = current_generation(conn)
+        cached, read_at = self._cached
+        fresh = time.monotonic() - read_at < SNAPSHOT_MAX_AGE_S
+        if cached is not None and cached.generation == generation and fresh:
+            return cached
+        snapshot = load_snapshot(self.engine, self.registry)
+        self._cached = (snapshot, time.monotonic())
+        return snapshot
+
     async def _keep_leases(self) -> None:
-        """Renew the leases of the jobs held, every third of `lease_s`, until cancelled."""
+        """Renew the leases of the jobs held, every quarter of `lease_s`, until cancelled."""
         lease = timedelta(seconds=self.options.lease_s)
-        while True:
-            await asyncio.sleep(self.options.lease_s / 3)
-            held = list(self._running)
-            if not held:
-                continue
-            until = datetime.now(UTC) + lease
-            try:
-                await asyncio.to_thread(queue.renew, self.engine, self.owner, held, until)
-            except SQLAlchemyError as exc:  # the next round tries again; finish() checks
-                log.warning("could not renew %d lease(s): %s", len(held), type(exc).__name__)
+        loop = asyncio.get_running_loop()
+        # Its own thread: renewals must not queue behind claims and finishes in the default pool.
+        with ThreadPoolExecutor(1, thread_name_prefix="lease-keeper") as keeper:
+            while True:
+                await asyncio.sleep(self.options.lease_s / 4)
+                held = list(self._running)
+                if not held:
+                    continue
+                until = datetime.now(UTC) + lease
+                renew = partial(queue.renew, self.engine, self.owner, held, until)
+                try:
+                    await loop.run_in_executor(keeper, renew)
+                except SQLAlchemyError as exc:  # the next round tries again; finish() checks
+                    log.warning("could not renew %d lease(s): %s", len(held), type(exc).__name__)
 
     def _forget(self, job_id: int) -> Callable[[asyncio.Task[None]], None]:
         def forget(_task: asyncio.Task[None]) -> None:
@@ -236,7 +266,7 @@ class ScoringWorker:
     async def _finish(self, job: queue.ClaimedJob, values: dict[str, Any]) -> bool:
         """Write the job's outcome if its lease is still held; True when it was kept."""
         values = _scrubbed(values)
-        kept = await asyncio.to_thread(queue.finish, self.engine, job.id, self.owner, values)
+        kept = await self._outcomes.write(job.id, values)
         status = values["status"]
         if not kept:
             self.stats.lost_lease += 1

@@ -61,6 +61,7 @@ class Behaviour:
     status: int | None = None  # answer every request with this status
     loading: bool = False  # 503 `Loading model`, as llama.cpp answers while it loads
     delay_s: float = 0.0  # wait before answering
+    chat_delay_s: float = 0.0  # wait before answering a model call only: probes stay fast
     trickle: bool = False  # send the body one byte per second
     hang: bool = False  # read the request, never answer
     huge: bool = False  # a 10 MB body
@@ -167,6 +168,8 @@ class FakeServer:
             await self._never.wait()
         if behaviour.delay_s:
             await asyncio.sleep(behaviour.delay_s)
+        if behaviour.chat_delay_s and path in INFERENCE_PATHS:
+            await asyncio.sleep(behaviour.chat_delay_s)
         status, payload, extra = self._answer(behaviour, request)
         await self._send(writer, behaviour, status, payload, extra)
         return True

@@ -454,6 +454,48 @@ def jobs_of(daemon: Daemon, task: str) -> dict[str, int]:
     return counted
 
 
+def test_a_sigkilled_daemons_jobs_are_taken_over_within_ten_seconds_and_scored_once(
+    bed: Bed, start_daemon: Callable[..., Daemon]
+) -> None:
+    # The daemon runs with its own defaults: nothing shortens its lease for the test. The worker
+    # that takes over is started beforehand, so that the time measured is the take-over's own,
+    # not that of starting a process on a loaded machine.
+    calls = Calls(answering())
+    bed.fake.behaviours["local"].chat = calls
+    daemon = start_daemon(bed.url, bed.directory)
+    daemon.wait_for(lambda: daemon.get("/readyz/tasks").status_code == 200, what="tasks ready")
+    bed.fake.behaviours["local"].chat_delay_s = 0.5  # slow: a batch is in flight at the kill
+    bed.enqueue("triage", items(40))
+    daemon.wait_for(lambda: jobs_of(daemon, "triage").get("done", 0) >= 4, what="4 jobs done")
+    with Worker.start(bed.url, "triage", "--wait-go") as other:
+        other.read_until("ready")
+        daemon.send(signal.SIGKILL)
+        daemon.proc.wait()
+        killed_at = time.monotonic()
+        other.go()
+        dead_owner = f":{daemon.proc.pid}:"
+        at_kill = bed.rows()
+        stranded = {k for k, r in at_kill.items() if dead_owner in (r["lease_owner"] or "")}
+        assert stranded, "the kill should leave jobs leased by the dead daemon"
+        done_before = {k for k, r in at_kill.items() if r["status"] == "done"}
+        bed.fake.behaviours["local"].chat_delay_s = 0
+        wait_until(
+            lambda: not any(dead_owner in (r["lease_owner"] or "") for r in bed.rows().values()),
+            10,
+            "another worker to take every job the killed daemon held",
+        )
+        print(f"taken over {time.monotonic() - killed_at:.1f} s after the kill")
+        stats = other.finish()
+    rows = bed.rows()
+    assert {(r["status"], r["lease_owner"]) for r in rows.values()} == {("done", None)}
+    assert stats == {"done": 40 - len(done_before), "retried": 0, "dead": 0, "lost_lease": 0}
+    assert set(calls.per_item) == {f"item number {i}" for i in range(40)}
+    # Only the calls in flight at the kill were asked again.
+    repeated = {int(text.rsplit(" ", 1)[1]) for text, n in calls.per_item.items() if n > 1}
+    assert max(calls.per_item.values()) <= 2
+    assert {f"item-{i:02d}" for i in repeated} <= stranded
+
+
 def test_the_daemon_scores_what_is_enqueued_and_sigterm_gives_calls_in_flight_back(
     bed: Bed, start_daemon: Callable[..., Daemon]
 ) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Engine,
     Text,
     and_,
+    bindparam,
     delete,
     func,
     literal,
@@ -180,8 +181,38 @@ def claim(
 
 def finish(engine: Engine, job_id: int, owner: str, values: dict[str, Any]) -> bool:
     """Write a job's outcome if this worker still holds its lease; False when it does not."""
-    values = {**values, "lease_owner": None, "lease_expires_at": None}
-    return _update_held(engine, owner, [job_id], values) == 1
+    return job_id in finish_many(engine, owner, [(job_id, values)])
+
+
+def finish_many(
+    engine: Engine, owner: str, outcomes: Sequence[tuple[int, dict[str, Any]]]
+) -> set[int]:
+    """Write the outcomes of jobs whose lease this worker still holds, in one transaction;
+    returns the ids written. An outcome of a job no longer held is dropped, never written.
+    """
+    if not outcomes:
+        return set()
+    ids = [job_id for job_id, _ in outcomes]
+    still_held = (scoring_jobs.c.lease_owner == owner, scoring_jobs.c.status == LEASED)
+    with _begin(engine) as conn:
+        held_query = select(scoring_jobs.c.id).where(scoring_jobs.c.id.in_(ids), *still_held)
+        held = set(conn.execute(held_query.with_for_update()).scalars())
+        # One executemany per shape of outcome (done, retried, dead write different columns).
+        by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for job_id, values in outcomes:
+            if job_id in held:
+                row = {**values, "lease_owner": None, "lease_expires_at": None}
+                shape = tuple(sorted(row))
+                bound = {f"v_{name}": value for name, value in row.items()}
+                by_shape.setdefault(shape, []).append({"job_id": job_id, **bound})
+        for columns, rows in by_shape.items():
+            statement = (
+                update(scoring_jobs)
+                .where(scoring_jobs.c.id == bindparam("job_id"), *still_held)
+                .values({name: bindparam(f"v_{name}") for name in columns})
+            )
+            conn.execute(statement, rows)
+    return held
 
 
 def renew(engine: Engine, owner: str, job_ids: Iterable[int], until: datetime) -> int:
