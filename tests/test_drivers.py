@@ -96,6 +96,21 @@ def test_each_built_in_call_caps_output_tokens_unless_the_route_says(type_name: 
     assert cap({name: 64}) == 64
 
 
+@pytest.mark.parametrize(
+    ("written", "sent"),
+    [("5m", "5m"), (300, "300s"), ("300", "300s"), (0, "0"), ("0", "0"), (-1, -1), ("-1", -1)],
+)
+def test_ollama_is_sent_keep_alive_in_a_form_it_parses(written: Any, sent: Any) -> None:
+    # Ollama parses text with Go's time.ParseDuration: "300" and "-1" (no unit) are refused
+    # there, so whole seconds go as "300s" and "keep loaded" as the number -1.
+    endpoint = {"base_url": "http://h:1"}
+    spec = OllamaProvider.model_validate(
+        {"type": "ollama", "endpoint": endpoint, "keep_alive": written}
+    )
+    call = CallRequest(spec, "http://h:1/", "m", [], DEFAULT_OUTPUT_SCHEMA, {})
+    assert OllamaDriver().build_call(call).body["keep_alive"] == sent
+
+
 # --- plugins -----------------------------------------------------------------------------------
 
 

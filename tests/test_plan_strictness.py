@@ -93,7 +93,7 @@ def test_a_bad_setting_in_the_environment_is_an_error_not_a_traceback(
     monkeypatch.setenv("RECONCILER_LOG_FORMAT", "xml")
     result = cli("validate")
     assert result.code == 1
-    assert "RECONCILER_LOG_FORMAT: Input should be 'text' or 'json'" in result.stderr
+    assert "RECONCILER_LOG_FORMAT: must be 'text' or 'json'" in result.stderr
     assert "Traceback" not in result.output
 
 

@@ -45,22 +45,22 @@ ITEMS = [
 # (line, what the report says about it); the good lines between them are not reported.
 BAD_LINES = [
     ("this is not json", "not JSON: Expecting value"),
-    ('{"text": "no id here"}', "id: Field required"),
+    ('{"text": "no id here"}', "id: missing required field"),
     (
         '{"id": "both", "text": "x", "messages": [{"role": "user", "content": "y"}]}',
         "give exactly one of `text` or `messages`",
     ),
     ('{"id": "none"}', "give exactly one of `text` or `messages`"),
-    ('{"id": 7, "text": "an id must be a string"}', "id: Input should be a valid string"),
-    ('{"id": "t", "text": 42}', "text: Input should be a valid string"),
-    ('{"id": "m", "messages": "hello"}', "messages: Input should be a valid list"),
+    ('{"id": 7, "text": "an id must be a string"}', "id: expected text, not a whole number"),
+    ('{"id": "t", "text": 42}', "text: expected text, not a whole number"),
+    ('{"id": "m", "messages": "hello"}', "messages: expected a list, not text"),
     (
         '{"id": "r", "messages": [{"role": "bot", "content": "hi"}]}',
-        "messages.0.role: Input should be 'system', 'user' or 'assistant'",
+        "messages.0.role: must be 'system', 'user' or 'assistant'",
     ),
-    ('{"id": "e", "text": ""}', "text: String should have at least 1 character"),
-    ('{"id": "x", "txt": "typo"}', "txt: Extra inputs are not permitted"),
-    ('["a", "list"]', "Input should be a valid dictionary"),
+    ('{"id": "e", "text": ""}', "text: must not be empty"),
+    ('{"id": "x", "txt": "typo"}', "txt: not a field of this format"),
+    ('["a", "list"]', "expected a mapping, not a list"),
 ]
 
 

@@ -11,10 +11,11 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from bench.generate import write_config
+from reconciler.adapters.files import discover
 from reconciler.core.config import ConfigLoader
-from reconciler.core.yamldoc import parse_document
+from reconciler.core.yamldoc import YamlProblems, parse_document
 from reconciler.errors import ConfigInvalid
-from tests.conftest import ROOT, Result
+from tests.conftest import FIXTURES, ROOT, Result
 
 SCHEMA_FILE = ROOT / "reconciler.schema.json"
 MODELINE = "# yaml-language-server: $schema=../reconciler.schema.json"
@@ -145,3 +146,167 @@ def test_the_schema_rejects_an_invalid_document_that_reconciler_also_rejects(
     assert any(expected in message for message in messages), messages
     with pytest.raises(ConfigInvalid):
         ConfigLoader().load([("doc.yaml", text.encode())])
+
+
+# --- the schema against the corpus of invalid files -----------------------------------------
+
+CORPUS = sorted(p for p in (FIXTURES / "invalid").iterdir() if p.is_dir())
+# Cases refused while reading the YAML, before there is a value for any schema to check.
+YAML_RULES = {
+    "alias-bomb": "anchors and aliases are refused by reconciler's YAML reader",
+    "anchor": "anchors and aliases are refused by reconciler's YAML reader",
+    "comment-only-file": "a file with no document has no value to validate",
+    "control-character": "a raw control character is a YAML syntax error",
+    "duplicate-key-in-one-file": "a YAML parser keeps one of two equal keys; the value hides it",
+    "duplicate-provider-in-one-file": "a YAML parser keeps one of two equal keys",
+    "empty-file": "an empty file has no value to validate",
+    "explicit-tags": "tags are refused by reconciler's YAML reader",
+    "invalid-utf8": "bytes that are not UTF-8 are not text, let alone YAML",
+    "merge-key-inline": "merge keys are refused by reconciler's YAML reader",
+    "merge-key-with-alias": "merge keys and aliases are refused by reconciler's YAML reader",
+    "multiple-documents": "a schema validates one document; the reader refuses a second",
+    "nesting-too-deep": "the reader refuses the depth before building a value",
+    "non-string-keys": "JSON has only string keys; the reader refuses the others",
+    "python-tag-never-runs": "tags are refused by reconciler's YAML reader",
+    "tab-indentation": "a tab in indentation is a YAML syntax error",
+    "yaml-syntax-error": "not YAML",
+}
+# Rules `validate` holds that a JSON Schema cannot express: the schema accepts these cases.
+CANNOT_EXPRESS = {
+    "fallback-undeclared-provider": "a fallback names a provider that no file declares",
+    "route-undeclared-provider": "a route names a provider that no file declares",
+    "repeated-fallback": "a provider/model pair repeated across the primary and fallbacks, "
+    "whatever their params (uniqueItems compares whole items)",
+    "same-provider-in-two-files": "a name is unique across files; a schema sees one file",
+    "same-task-in-two-files": "a name is unique across files; a schema sees one file",
+    "url-decimal-encoded-ip": "the egress policy normalises the host (decimal, hex, octal)",
+    "url-ipv4-mapped-ipv6": "the egress policy reads the IPv4 address inside an IPv6 one",
+    "url-ipv6-link-local": "the egress policy checks address ranges, in any spelling",
+    "url-link-local-metadata": "the egress policy checks address ranges, in any spelling",
+    "url-metadata-hostname": "the egress policy normalises host names (IDNA, case, dots)",
+    "url-unspecified-address": "the egress policy checks address ranges, in any spelling",
+}
+
+
+def corpus_verdict(validator: Draft202012Validator, case: Path) -> str:
+    """ "yaml" when reconciler's reader refuses a file, else "rejected" or "accepted"."""
+    errors = []
+    for path in discover([case]):
+        try:
+            value = parse_document(path.name, path.read_bytes()).value
+        except YamlProblems:
+            return "yaml"
+        errors += error_messages(validator, value)
+    return "rejected" if errors else "accepted"
+
+
+@pytest.fixture(scope="module")
+def verdicts(validator: Draft202012Validator) -> dict[str, str]:
+    return {case.name: corpus_verdict(validator, case) for case in CORPUS}
+
+
+def test_the_cases_refused_before_any_schema_are_exactly_the_named_yaml_rules(
+    verdicts: dict[str, str],
+) -> None:
+    assert {name for name, verdict in verdicts.items() if verdict == "yaml"} == set(YAML_RULES)
+
+
+def test_the_schema_accepts_exactly_the_invalid_cases_whose_rule_it_cannot_express(
+    verdicts: dict[str, str],
+) -> None:
+    accepted = {name for name, verdict in verdicts.items() if verdict == "accepted"}
+    assert accepted == set(CANNOT_EXPRESS), (
+        "the schema accepts a case it could reject (fix the schema), or rejects one listed as "
+        "beyond it (drop it from CANNOT_EXPRESS)"
+    )
+    assert all(reason.strip() for reason in CANNOT_EXPRESS.values())
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "bad-provider-name",
+        "literal-authorization-header",
+        "header-secret-in-any-spelling",
+        "invalid-keep-alive",
+        "url-ftp-scheme",
+        "missing-type",
+        "nul-in-model-name",
+    ],
+)
+def test_the_schema_rejects_what_issue_10_names(verdicts: dict[str, str], case: str) -> None:
+    assert verdicts[case] == "rejected"
+
+
+SCHEMA_RULES = {
+    "uppercase provider name": (PROVIDER.replace("  local:", "  Local:"), "'Local' does not match"),
+    "literal Authorization header": (
+        PROVIDER.replace('11434"}', '11434", headers: {authorization: "Bearer sk-1"}}'),
+        "'Bearer sk-1' is not of type 'object'",
+    ),
+    "keep_alive with a space": (
+        PROVIDER + "    keep_alive: 5 minutes\n",
+        "'5 minutes' does not match",
+    ),
+    "base_url that is not a url": (
+        PROVIDER.replace("http://127.0.0.1:11434", "not a url"),
+        "'not a url' does not match",
+    ),
+    "ftp base_url": (
+        PROVIDER.replace("http://", "ftp://"),
+        "'ftp://127.0.0.1:11434' does not match",
+    ),
+    "output schema of a string": (
+        PROVIDER + ROUTE + "    output_schema: {type: string}\n",
+        "'object' was expected",
+    ),
+    "provider without a type": (
+        PROVIDER.replace("    type: ollama\n", "    keep_alive: 5m\n"),
+        "'type' is a required property",
+    ),
+}
+
+
+def all_messages(errors: Any) -> list[str]:
+    """Every error's message, with those of the branches each `anyOf`/`oneOf` tried."""
+    return [m for error in errors for m in [error.message, *all_messages(error.context or ())]]
+
+
+@pytest.mark.parametrize(("text", "expected"), SCHEMA_RULES.values(), ids=SCHEMA_RULES.keys())
+def test_the_schema_expresses_the_rules_a_regex_or_a_const_can(
+    text: str, expected: str, validator: Draft202012Validator
+) -> None:
+    messages = all_messages(validator.iter_errors(document(text)))
+    assert messages, "the JSON Schema accepted an invalid document"
+    assert any(expected in message for message in messages), messages
+    with pytest.raises(ConfigInvalid):
+        ConfigLoader().load([("doc.yaml", text.encode())])
+
+
+@pytest.mark.parametrize(
+    "keep_alive", ["5m", "300s", "250ms", "300", '"300"', "0", "-1", '"-1"', "999999999"]
+)
+def test_the_schema_accepts_every_keep_alive_reconciler_accepts(
+    keep_alive: str, validator: Draft202012Validator
+) -> None:
+    text = PROVIDER + f"    keep_alive: {keep_alive}\n"
+    assert error_messages(validator, document(text)) == []
+    ConfigLoader().load([("doc.yaml", text.encode())])
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://127.0.0.1:11434",
+        "HTTPS://api.example.com/v1/",
+        "http://[::1]:8000",
+        "https://openrouter.ai/api/v1",
+        "http://ollama.internal:11434/path%20with%20space",
+    ],
+)
+def test_the_schema_accepts_every_base_url_form_reconciler_accepts(
+    base_url: str, validator: Draft202012Validator
+) -> None:
+    text = PROVIDER.replace("http://127.0.0.1:11434", base_url)
+    assert error_messages(validator, document(text)) == []
+    ConfigLoader().load([("doc.yaml", text.encode())])

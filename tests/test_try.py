@@ -141,7 +141,7 @@ def test_try_reads_the_item_from_stdin_and_prints_json(
     ("args", "message"),
     [
         (["try", "translation", "x"], "task translation has no route"),
-        (["try", "scoring", ""], "the item's text: String should have at least 1 character"),
+        (["try", "scoring", ""], "the item's text: must not be empty"),
         (["try", "Bad!", "x"], "is not a valid name"),
     ],
     ids=["no-route", "empty-text", "bad-task"],

@@ -2,19 +2,38 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
+from typer.core import TyperArgument
 
 from reconciler import __version__, logs
+from reconciler.core.diagnostics import error_message
 from reconciler.errors import StateError
 from reconciler.logs import LogFormat
 
 if TYPE_CHECKING:
     from reconciler.settings import Settings
+
+_typer_label = TyperArgument.display_type_rich
+_LIST_LABEL = re.compile(r"<list\[(\w+)\]>")
+
+
+def _argument_label(self: TyperArgument, ctx: Any) -> str | None:
+    """An argument's type in `--help`: `paths... <path>`, not typer's `<list[Path]>`.
+
+    Help text only: parsing, usage lines and error messages are typer's own.
+    """
+    label = _typer_label(self, ctx)
+    found = _LIST_LABEL.fullmatch(label or "")
+    return f"<{found[1].lower()}>" if found else label
+
+
+TyperArgument.display_type_rich = _argument_label  # type: ignore[method-assign, assignment]
 
 app = typer.Typer(
     name="reconciler",
@@ -43,13 +62,24 @@ def root(
     ctx: typer.Context,
     database_url: Annotated[
         str | None,
-        typer.Option("--database-url", help="Database URL [env RECONCILER_DATABASE_URL]."),
+        typer.Option(
+            "--database-url",
+            metavar="<url>",
+            help="Database URL [env RECONCILER_DATABASE_URL].",
+        ),
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="Config directory [env RECONCILER_CONFIG_DIR]."),
+        typer.Option(
+            "--config", metavar="<dir>", help="Config directory [env RECONCILER_CONFIG_DIR]."
+        ),
     ] = None,
-    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More logs.")] = 0,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "-v", "--verbose", count=True, show_default=False, help="More logs; repeat for more."
+        ),
+    ] = 0,
     version: Annotated[
         bool,
         typer.Option(
@@ -73,9 +103,9 @@ def root(
     try:
         settings = Settings(**{k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
+        first = exc.errors(include_url=False)[0]
         name = f"RECONCILER_{str(first['loc'][0]).upper()}" if first["loc"] else "a setting"
-        raise StateError(f"{name}: {first['msg']}") from None
+        raise StateError(f"{name}: {error_message(first)}") from None
     logs.configure(settings.log_format, settings.verbose)
     ctx.obj = Context(settings=settings)
 

@@ -124,6 +124,7 @@ def _read_items(name: str, path: Path | None) -> tuple[list[tuple[str, dict[str,
 def _item(name: str, number: int, line: str, problems: list[Problem]) -> JobInput | None:
     from pydantic import ValidationError
 
+    from reconciler.core.diagnostics import error_message
     from reconciler.core.scoring import JobInput
 
     try:
@@ -134,7 +135,7 @@ def _item(name: str, number: int, line: str, problems: list[Problem]) -> JobInpu
     try:
         return JobInput.model_validate(value)
     except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
+        first = exc.errors(include_url=False)[0]
         path = escape_control(".".join(str(p) for p in first["loc"]))
         problems.append(
             Problem(
@@ -143,7 +144,7 @@ def _item(name: str, number: int, line: str, problems: list[Problem]) -> JobInpu
                 1,
                 path,
                 "item",
-                first["msg"],
+                error_message(first),
                 'write {"id": "...", "text": "..."} or {"id": "...", "messages": [...]}',
             )
         )
@@ -170,7 +171,9 @@ app.add_typer(jobs_app)
 
 ItemsOption = Annotated[
     list[str] | None,
-    typer.Option("--item", help="Only the job of this item id; repeat for several."),
+    typer.Option(
+        "--item", metavar="<id>", help="Only the job of this item id; repeat for several."
+    ),
 ]
 
 
@@ -277,7 +280,11 @@ def purge(
     dead: Annotated[bool, typer.Option("--dead", help="Delete dead jobs.")] = False,
     older_than: Annotated[
         str | None,
-        typer.Option("--older-than", help="Only jobs finished longer ago than this (7d, 12h)."),
+        typer.Option(
+            "--older-than",
+            metavar="<duration>",
+            help="Only jobs finished longer ago than this (7d, 12h).",
+        ),
     ] = None,
 ) -> int:
     """Delete finished jobs of a task; queued and leased ones are never touched."""
@@ -334,7 +341,9 @@ def score(
     once: Annotated[
         bool,
         typer.Option(
-            "--once", help="Work the queue until nothing is due, then exit (the default)."
+            "--once",
+            show_default=False,
+            help="Work the queue until nothing is due, then exit (the default).",
         ),
     ] = True,
 ) -> int:

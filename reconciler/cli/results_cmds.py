@@ -100,7 +100,11 @@ def results(
     ] = StatusChoice.done,
     since: Annotated[
         str | None,
-        typer.Option("--since", help="Finished at or after: an ISO time, or a duration (1h, 7d)."),
+        typer.Option(
+            "--since",
+            metavar="<time|duration>",
+            help="Finished at or after: an ISO time, or a duration (1h, 7d).",
+        ),
     ] = None,
     output: Annotated[
         ResultFormat, typer.Option("--format", help="Output format.")
@@ -339,6 +343,7 @@ def try_(
     from reconciler.adapters.plugins import load_registry
     from reconciler.ask import RouteFailure, ask_once
     from reconciler.cli.database import open_database
+    from reconciler.core.diagnostics import error_message
     from reconciler.core.scoring import JobInput
 
     check_task(task)
@@ -346,8 +351,8 @@ def try_(
     try:
         item = JobInput(id="try", text=given)
     except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        raise StateError(f"the item's text: {first['msg']}") from None
+        first = exc.errors(include_url=False)[0]
+        raise StateError(f"the item's text: {error_message(first)}") from None
     settings = settings_of(ctx)
     with open_database(settings.database_url) as engine:
         migrate.require_current(engine)

@@ -31,15 +31,20 @@ def parse_http(value: str) -> tuple[str, int] | None:
 def run(
     ctx: typer.Context,
     http: Annotated[
-        str, typer.Option("--http", help="Where to serve health, metrics and the status page.")
+        str,
+        typer.Option(
+            "--http",
+            metavar="<host:port>",
+            help="Where to serve health, metrics and the status page.",
+        ),
     ] = "127.0.0.1:8787",
     allow_host: Annotated[
         list[str] | None,
         typer.Option(
             "--allow-host",
             envvar="RECONCILER_ALLOW_HOSTS",
-            metavar="NAME",
-            help="Also answer requests whose Host is NAME (repeatable or comma-separated; "
+            metavar="<name>",
+            help="Also answer requests whose Host is <name> (repeatable or comma-separated; "
             "`*` answers any). localhost, IP addresses and the --http host always are.",
         ),
     ] = None,
@@ -56,10 +61,22 @@ def run(
         DriftMode, typer.Option("--drift", help="Correct drift, or only report it.")
     ] = DriftMode.correct,
     resync: Annotated[
-        float, typer.Option("--resync", min=1.0, help="Seconds between full resyncs (jittered).")
+        float,
+        typer.Option(
+            "--resync",
+            min=1.0,
+            metavar="<seconds>",
+            help="Seconds between full resyncs (jittered).",
+        ),
     ] = 60.0,
     probe_interval: Annotated[
-        float, typer.Option("--probe-interval", min=1.0, help="Seconds between readiness checks.")
+        float,
+        typer.Option(
+            "--probe-interval",
+            min=1.0,
+            metavar="<seconds>",
+            help="Seconds between readiness checks.",
+        ),
     ] = 30.0,
     poll: Annotated[
         bool, typer.Option("--poll", help="Poll the config directory instead of inotify.")

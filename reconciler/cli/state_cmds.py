@@ -123,7 +123,13 @@ def apply(
     ] = False,
     lock_timeout: Annotated[
         float,
-        typer.Option("--lock-timeout", min=0, max=86400, help="Seconds to wait for the lock."),
+        typer.Option(
+            "--lock-timeout",
+            min=0,
+            max=86400,
+            metavar="<seconds>",
+            help="Seconds to wait for the lock.",
+        ),
     ] = 30.0,
     output: FormatOption = OutputFormat.text,
 ) -> int:
@@ -288,7 +294,10 @@ def history(
     limit: Annotated[
         int,
         typer.Option(
-            "--limit", callback=_history_limit, help=f"How many revisions, 1 to {MAX_HISTORY}."
+            "--limit",
+            callback=_history_limit,
+            metavar="<count>",
+            help=f"How many revisions, 1 to {MAX_HISTORY}.",
         ),
     ] = 20,
     output: FormatOption = OutputFormat.text,

@@ -19,7 +19,7 @@ from pydantic_core import ErrorDetails
 from pydantic_core.core_schema import ErrorType
 
 from reconciler.core.config import DeclaredProvider, DeclaredRoute, DesiredState, Source
-from reconciler.core.diagnostics import shown_path
+from reconciler.core.diagnostics import reworded, shown_path
 from reconciler.core.plan import (
     PLAN_FORMAT_VERSION,
     Action,
@@ -36,6 +36,7 @@ from reconciler.core.plan import (
 from reconciler.core.registry import ProviderRegistry
 from reconciler.core.spec import (
     ENV_NAME_PATTERN,
+    HEALTH_PATH_PATTERN,
     MULTILINE_FIELDS,
     NAME_HINT,
     SECRET_LITERAL,
@@ -471,9 +472,11 @@ def _describe(error: ErrorDetails, cut: bool) -> str:
     if kind == "string_pattern_mismatch":
         if ctx.get("pattern") == ENV_NAME_PATTERN:
             return "not a valid environment variable name (the value is not shown)"
+        if ctx.get("pattern") == HEALTH_PATH_PATTERN:
+            return "not a URL path: it starts with '/' and has no '?' or '#'"
         return f"not a valid name: {NAME_HINT}"
     if kind == "literal_error":
         return f"must be {ctx.get('expected')}"
     if kind not in _BUILTIN_ERRORS or kind == "value_error":  # the spec's (or a plugin's) words
-        return error["msg"].removeprefix("Value error, ")
-    return f"not a valid value here ({kind})"
+        return reworded(error["msg"])
+    return f"not a valid value here ({reworded(error['msg'])})"

@@ -8,9 +8,11 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import ConfigDict, Field, TypeAdapter, create_model
 
 from reconciler.core.registry import ProviderRegistry
-from reconciler.core.spec import Name, RouteSpec
+from reconciler.core.spec import NAME_PATTERN, Name, RouteSpec
 
 SCHEMA_ID = "https://reconciler.dev/schema/v1/reconciler.schema.json"
+# `patternProperties` alone leaves a key that does not match unchecked: names are refused here.
+_NAMES: dict[str, Any] = {"propertyNames": {"pattern": NAME_PATTERN}}
 
 
 def config_schema(registry: ProviderRegistry) -> dict[str, Any]:
@@ -23,9 +25,12 @@ def config_schema(registry: ProviderRegistry) -> dict[str, Any]:
         version=(Literal[1], Field(1, description="The format version.")),
         providers=(
             dict[Name, provider],
-            Field(default_factory=dict, description="Providers by name."),
+            Field(default_factory=dict, description="Providers by name.", json_schema_extra=_NAMES),
         ),
-        routes=(dict[Name, RouteSpec], Field(default_factory=dict, description="Routes by task.")),
+        routes=(
+            dict[Name, RouteSpec],
+            Field(default_factory=dict, description="Routes by task.", json_schema_extra=_NAMES),
+        ),
     )
     schema = TypeAdapter(document).json_schema()
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic_core import PydanticCustomError
 
 from reconciler.core import jsonsafe
 from reconciler.core.text import bound, escape_control, scrub
@@ -74,7 +75,12 @@ class JobInput(BaseModel):
     @model_validator(mode="after")
     def _one_of(self) -> JobInput:
         if (self.text is None) == (self.messages is None):
-            raise ValueError("give exactly one of `text` or `messages`")
+            given = "gives both" if self.text is not None else "gives neither"
+            raise PydanticCustomError(
+                "one_of",
+                "give exactly one of `text` or `messages`; this item {given}",
+                {"given": given},
+            )
         return self
 
     def payload(self) -> dict[str, Any]:

@@ -32,6 +32,7 @@ NAME_HINT = (
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 # A header name is one HTTP token (RFC 9110, section 5.6.2): no spaces, no separators.
 HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+HEALTH_PATH_PATTERN = r"^/[^?#]*$"
 # Header names whose value is a credential, compared case-insensitively.
 SECRET_HEADERS = frozenset(
     {
@@ -48,6 +49,20 @@ SECRET_HEADERS = frozenset(
         "cookie",
     }
 )
+# The same names as a JSON Schema pattern: ECMA-262 has no flag for case in a schema.
+SECRET_HEADER_PATTERN = "^(?:{})$".format(
+    "|".join(
+        "".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in name)
+        for name in sorted(SECRET_HEADERS)
+    )
+)
+# A base URL as the JSON Schema can check it: http(s), a host, no credentials, query, fragment,
+# space or control. The egress policy (`urls.check_base_url`) checks the host itself.
+BASE_URL_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://"  # the scheme, in any case
+    r"[^/?#@:\s\x00-\x1f\x7f][^/?#@\s\x00-\x1f\x7f]*"  # a host (and port), no user@
+    r"(?:/[^?#\s\x00-\x1f\x7f]*)?$"  # a path, no query or fragment
+)
 # Fields whose text may span lines: tabs and line breaks are allowed in their string values
 # (not in their keys). Every other string, key or value, holds no control character at all.
 MULTILINE_FIELDS = frozenset({"prompt", "params", "output_schema"})
@@ -55,6 +70,18 @@ _SCHEMA_HINT = (
     "write a JSON Schema object, e.g. {type: object, properties: {score: {type: number}}}"
 )
 _DURATION = re.compile(r"-1|0|[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h)")
+# A whole number of seconds, written as a number or as text: `300` is read as `300s`.
+_SECONDS = re.compile(r"-1|[0-9]{1,9}")
+MAX_SECONDS = 999_999_999
+# What `keep_alive` accepts as text, for the JSON Schema: a duration, or a number of seconds.
+KEEP_ALIVE_PATTERN = r"^(?:-1|[0-9]{1,9}|[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h))$"
+KEEP_ALIVE_MESSAGE = "keep_alive must be a duration such as 30s, 5m, 1h, 0 or -1"
+KEEP_ALIVE_HINT = (
+    'write a number and its unit (ms, s, m or h) without a space, such as "5m", "300s" or '
+    '"1h"; or a whole number of seconds such as 300; 0 unloads the model at once, -1 keeps '
+    "it loaded"
+)
+URL_EXAMPLE = "http://127.0.0.1:11434"
 _TOKEN = re.compile(HEADER_NAME_PATTERN.strip("^$"))
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 _CONTROL_IN_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
@@ -67,7 +94,13 @@ HEADER_NAME_HINT = (
 )
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
-ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+# No control character, as the loader checks apart (`forbidden_control`), for the JSON Schema.
+NO_CONTROL_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+ModelName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=256),
+    Field(json_schema_extra={"pattern": NO_CONTROL_PATTERN}),
+]
 
 
 class Strict(BaseModel):
@@ -163,6 +196,20 @@ def _not_a_literal(value: Any) -> Any:
     return _secret_only(value) if value is _LITERAL else value
 
 
+def _headers_schema(schema: dict[str, Any]) -> None:
+    """Header names are HTTP tokens; a credential header's value is a `{env: NAME}` reference."""
+    reference = next(b for b in schema["additionalProperties"]["anyOf"] if "$ref" in b)
+    schema["propertyNames"] = {"pattern": HEADER_NAME_PATTERN}
+    schema["patternProperties"] = {SECRET_HEADER_PATTERN: reference}
+
+
+def _output_schema_schema(schema: dict[str, Any]) -> None:
+    """An output schema describes a JSON object: `type: object` (`check_output_schema`)."""
+    mapping = next(b for b in schema["anyOf"] if b.get("type") == "object")
+    mapping["properties"] = {"type": {"const": "object"}}
+    mapping["required"] = ["type"]
+
+
 HeaderName = Annotated[str, AfterValidator(_header_token)]
 HeaderValue = Annotated[str | SecretRef, BeforeValidator(_not_a_literal)]
 
@@ -170,14 +217,17 @@ HeaderValue = Annotated[str | SecretRef, BeforeValidator(_not_a_literal)]
 class Endpoint(Strict):
     """Where and how to reach a provider."""
 
-    base_url: str = Field(description="http(s) URL of the server; no credentials, no query.")
+    base_url: str = Field(
+        description="http(s) URL of the server; no credentials, no query.",
+        json_schema_extra={"pattern": BASE_URL_PATTERN},
+    )
     timeout_s: float = Field(60.0, gt=0, le=3600, description="Deadline for a whole request.")
     connect_timeout_s: float = Field(3.0, gt=0, le=300, description="Deadline to connect.")
     probe_timeout_s: float = Field(2.0, gt=0, le=60, description="Deadline for a readiness probe.")
     headers: dict[HeaderName, HeaderValue] = Field(
         default_factory=dict,
         description="Extra request headers; credentials in them must be `{env: NAME}`.",
-        json_schema_extra={"propertyNames": {"pattern": HEADER_NAME_PATTERN}},
+        json_schema_extra=_headers_schema,
     )
     api_key: SecretRef | None = Field(None, description="The API key, as `{env: NAME}`.")
     verify_tls: bool = Field(True, description="Verify the server's TLS certificate.")
@@ -185,6 +235,12 @@ class Endpoint(Strict):
     @field_validator("base_url")
     @classmethod
     def _url_policy(cls, value: str) -> str:
+        if "://" not in value:
+            raise PydanticCustomError(
+                "url_policy",
+                f"not a URL: expected an http:// or https:// URL like {URL_EXAMPLE}",
+                {"hint": f"write the scheme, host and port: {URL_EXAMPLE} or https://host"},
+            )
         try:
             return check_base_url(value)
         except UrlRejected as exc:
@@ -219,8 +275,15 @@ class Endpoint(Strict):
         return [self.api_key, *refs] if self.api_key else refs
 
 
+def _type_required(schema: dict[str, Any]) -> None:
+    """`type:` has a default per class, but a file must say it: the loader picks the class by it."""
+    schema["required"] = ["type", *(f for f in schema.get("required", ()) if f != "type")]
+
+
 class ProviderSpec(Strict):
     """Fields every provider type has. A type adds its own fields beside `endpoint`."""
+
+    model_config = ConfigDict(json_schema_extra=_type_required)
 
     type_name: ClassVar[str] = ""
 
@@ -231,6 +294,15 @@ class ProviderSpec(Strict):
     max_concurrency: int = Field(4, ge=1, le=1024, description="Requests in flight at most.")
 
 
+def _keep_alive_schema(schema: dict[str, Any]) -> None:
+    """Text in a duration's form, or a whole number of seconds (-1 and up)."""
+    del schema["type"]
+    schema["anyOf"] = [
+        {"type": "string", "pattern": KEEP_ALIVE_PATTERN},
+        {"type": "integer", "minimum": -1, "maximum": MAX_SECONDS},
+    ]
+
+
 class OllamaProvider(ProviderSpec):
     """An Ollama server (`ollama serve`)."""
 
@@ -239,18 +311,30 @@ class OllamaProvider(ProviderSpec):
     type: Literal["ollama"] = "ollama"
     keep_alive: str = Field(
         "5m",
-        description="How long Ollama keeps a model loaded after a request: 30s, 5m, 1h, 0, -1.",
+        description=(
+            "How long Ollama keeps a model loaded after a request: a duration (30s, 5m, 1h), "
+            "a whole number of seconds (300), 0 (unload at once) or -1 (keep loaded)."
+        ),
+        json_schema_extra=_keep_alive_schema,
     )
+
+    @field_validator("keep_alive", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> Any:
+        """A whole number of seconds, written as a number or as text, is a duration: 300s."""
+        if isinstance(value, int) and not isinstance(value, bool) and -1 <= value <= MAX_SECONDS:
+            value = str(value)
+        if not isinstance(value, str):
+            raise PydanticCustomError("duration", KEEP_ALIVE_MESSAGE, {"hint": KEEP_ALIVE_HINT})
+        if _SECONDS.fullmatch(value) and value != "-1":
+            return "0" if int(value) == 0 else f"{int(value)}s"
+        return value
 
     @field_validator("keep_alive")
     @classmethod
     def _duration(cls, value: str) -> str:
         if not _DURATION.fullmatch(value):
-            raise PydanticCustomError(
-                "duration",
-                "keep_alive must be a duration such as 30s, 5m, 1h, 0 or -1",
-                {"hint": "write a number with a unit (ms, s, m or h) and no space, e.g. 10m"},
-            )
+            raise PydanticCustomError("duration", KEEP_ALIVE_MESSAGE, {"hint": KEEP_ALIVE_HINT})
         return value
 
 
@@ -260,7 +344,7 @@ class OpenAICompatibleProvider(ProviderSpec):
     type_name: ClassVar[str] = "openai_compatible"
 
     type: Literal["openai_compatible"] = "openai_compatible"
-    health_path: Annotated[str, StringConstraints(pattern=r"^/[^?#]*$")] | None = Field(
+    health_path: Annotated[str, StringConstraints(pattern=HEALTH_PATH_PATTERN)] | None = Field(
         None,
         description="A health endpoint the server has, e.g. /health on llama.cpp and vLLM.",
     )
@@ -276,6 +360,7 @@ class AnthropicEndpoint(Endpoint):
         ANTHROPIC_API,
         validate_default=True,
         description="http(s) URL of the API; requests go to {base_url}/v1/...",
+        json_schema_extra={"pattern": BASE_URL_PATTERN},
     )
 
 
@@ -314,6 +399,7 @@ class RouteSpec(Strict):
     output_schema: dict[str, JsonValue] | None = Field(
         None,
         description="JSON Schema of the answer; default: a score from 0 to 1 and a rationale.",
+        json_schema_extra=_output_schema_schema,
     )
 
     @field_validator("output_schema")

@@ -158,7 +158,7 @@ class OllamaDriver:
             "options": capped(call.params, "num_predict"),
         }
         if isinstance(call.spec, OllamaProvider):
-            body["keep_alive"] = call.spec.keep_alive
+            body["keep_alive"] = keep_alive_value(call.spec.keep_alive)
         return HttpCall("api/chat", body)
 
     def read_answer(self, document: Any) -> Reading:
@@ -181,3 +181,9 @@ class OllamaDriver:
         if reason is Reason.bad_response and context.base_url:
             return f"check that {context.base_url} is an Ollama server (`ollama serve`)"
         return None
+
+
+def keep_alive_value(keep_alive: str) -> str | int:
+    """`keep_alive` as Ollama reads it: a duration as text, but "keep loaded" as the number -1,
+    since Ollama parses text with Go's `time.ParseDuration`, which refuses "-1" (no unit)."""
+    return -1 if keep_alive == "-1" else keep_alive
