@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from sqlalchemy import Engine
 
 from reconciler import readiness
@@ -26,7 +25,8 @@ from reconciler.adapters.db import queue_store as queue
 from reconciler.adapters.providers.builtin import builtin_driver
 from reconciler.adapters.providers.chat import CallFailure, ChatAnswer, chat
 from reconciler.adapters.providers.driver import ProviderDriver
-from reconciler.adapters.providers.http import MissingSecret, make_client, resolve_headers
+from reconciler.adapters.providers.http import MissingSecret, resolve_headers
+from reconciler.adapters.providers.shards import ShardedClient
 from reconciler.core.registry import ProviderRegistry
 from reconciler.core.scoring import (
     DEFAULT_OUTPUT_SCHEMA,
@@ -99,8 +99,8 @@ class Asker:
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         self.env = env
-        self._clients: dict[str, tuple[ProviderSpec, httpx.AsyncClient]] = {}
-        self._retired: list[httpx.AsyncClient] = []
+        self._clients: dict[str, tuple[ProviderSpec, ShardedClient]] = {}
+        self._retired: list[ShardedClient] = []
         self._slots: dict[str, tuple[int, asyncio.Semaphore]] = {}
 
     async def ask(
@@ -155,8 +155,10 @@ class Asker:
             headers = resolve_headers(spec.endpoint, env, driver.auth_headers)
         except MissingSecret as exc:
             raise CallFailure(exc.detail, transient=True) from None
-        async with self._slot(target.provider, spec):
-            client = await self._client(target.provider, spec)
+        async with (
+            self._slot(target.provider, spec),
+            self._client(target.provider, spec).lease() as client,
+        ):
 
             async def call(sent: list[dict[str, str]]) -> ChatAnswer:
                 return await chat(
@@ -180,13 +182,13 @@ class Asker:
             self._slots[provider] = held
         return held[1]
 
-    async def _client(self, provider: str, spec: ProviderSpec) -> httpx.AsyncClient:
+    def _client(self, provider: str, spec: ProviderSpec) -> ShardedClient:
         held = self._clients.get(provider)
         if held is not None and held[0] == spec:
             return held[1]
         if held is not None:  # calls in flight may still use it: close it in `close`
             self._retired.append(held[1])
-        client = make_client(spec.endpoint, max_connections=spec.max_concurrency)
+        client = ShardedClient(spec.endpoint, max_connections=spec.max_concurrency)
         self._clients[provider] = (spec, client)
         return client
 

@@ -97,6 +97,7 @@ class FakeServer:
         self.loop = asyncio.new_event_loop()
         self.behaviours: dict[str, Behaviour] = {}
         self.requests: list[Request] = []
+        self.connections: dict[str, int] = {}  # connections accepted, by provider
         self._never = asyncio.Event()  # what hanging requests wait for
         self._servers: dict[str, asyncio.Server] = {}
         self._ports: dict[str, int] = {}
@@ -138,6 +139,7 @@ class FakeServer:
 
     def _handler(self, name: str) -> Callable[..., Any]:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections[name] = self.connections.get(name, 0) + 1
             with suppress(ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
                 while await self._one(name, reader, writer):
                     pass

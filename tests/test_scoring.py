@@ -400,6 +400,22 @@ def test_a_worker_killed_mid_batch_and_a_new_one_leave_every_item_scored_once(be
     assert max(calls.per_item.values()) <= 2  # only calls in flight at the kill were repeated
 
 
+def test_calls_reuse_their_connections_at_every_concurrency(bed: Bed) -> None:
+    # At most one connection per slot, however many calls: none is closed and opened again.
+    original = (bed.directory / "config.yaml").read_text("utf-8")
+    assert "max_concurrency: 4\n" in original
+    bed.fake.behaviours["local"].chat_delay_s = 0.02
+    for concurrency in (4, 20):
+        wider = original.replace("max_concurrency: 4\n", f"max_concurrency: {concurrency}\n")
+        (bed.directory / "config.yaml").write_text(wider, "utf-8")
+        applied = bed.run("apply")
+        assert applied.code == 0, applied.output
+        bed.fake.connections.clear()
+        bed.enqueue("triage", items(concurrency * 10, f"c{concurrency}"))
+        assert bed.drain("triage").done == concurrency * 10
+        assert 1 <= bed.fake.connections["local"] <= concurrency
+
+
 def test_two_workers_at_once_never_take_the_same_job(bed: Bed) -> None:
     calls = Calls(answering())
     bed.fake.behaviours["local"].chat = calls

@@ -118,7 +118,11 @@ def make_client(
     timeout = httpx.Timeout(
         endpoint.timeout_s, connect=endpoint.connect_timeout_s, pool=endpoint.connect_timeout_s
     )
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=4)
+    # Every connection a provider may have open is kept for the next call: closing all but a
+    # few made nearly every call at concurrency 16 open a new connection.
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
     transport = GuardedTransport(
         ssl_context=_tls_context(endpoint.verify_tls), limits=limits, resolver=resolver
     )
