@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -105,20 +105,26 @@ def inputs_from_database(engine: Engine, registry: ProviderRegistry) -> Inputs:
         if driver is not None:
             drivers[name] = driver
         views.append(provider_view(name, row["type"], row["enabled"], spec, driver))
-    route_views = tuple(
-        RouteView(
-            row["task"],
-            row["provider"],
-            row["model"],
-            row["enabled"],
-            row["required"],
-            tuple((f["provider"], f["model"]) for f in row["fallbacks"]),
+    written = {row["name"]: row["generation"] or 0 for row in provider_rows}
+    route_views = []
+    for row in route_rows:
+        fallbacks = tuple((f["provider"], f["model"]) for f in row["fallbacks"])
+        names = {row["provider"], *(provider for provider, _ in fallbacks)}
+        as_of = max([row["generation"] or 0, *(written.get(name, 0) for name in names)])
+        route_views.append(
+            RouteView(
+                row["task"],
+                row["provider"],
+                row["model"],
+                row["enabled"],
+                row["required"],
+                fallbacks,
+                as_of,
+            )
         )
-        for row in route_rows
-    )
     routed = {route.task for route in route_views}
     unrouted = tuple(sorted(task for task in waiting if task not in routed))
-    return Inputs(generation, route_views, tuple(views), specs, unusable, unrouted, drivers)
+    return Inputs(generation, tuple(route_views), tuple(views), specs, unusable, unrouted, drivers)
 
 
 def inputs_from_files(
@@ -144,6 +150,7 @@ def inputs_from_files(
             r.spec.enabled,
             r.spec.required,
             tuple((f.provider, f.model) for f in r.spec.fallbacks),
+            generation,
         )
         for task, r in sorted(state.routes.items())
     )
@@ -180,6 +187,28 @@ def decide(inputs: Inputs, reports: Mapping[str, ProbeReport], now: datetime) ->
 def save(engine: Engine, found: list[Verdict]) -> None:
     with engine.begin() as conn:
         stored.save_verdicts(conn, found)
+
+
+def affected_tasks(inputs: Inputs, changed: Iterable[tuple[str, str]]) -> set[str]:
+    """The tasks whose verdict an apply that changed `changed` rows ((kind, name)) may change:
+    the routes it changed, created or deleted, and every route asking a provider it changed."""
+    providers = {name for kind, name in changed if kind == "provider"}
+    tasks = {name for kind, name in changed if kind == "route"}
+    tasks.update(route.task for route in inputs.routes if route.names() & providers)
+    return tasks
+
+
+def only(inputs: Inputs, tasks: set[str]) -> Inputs:
+    """These inputs, narrowed to `tasks`: what a round for just those tasks decides on."""
+    routes = tuple(route for route in inputs.routes if route.task in tasks)
+    unrouted = tuple(task for task in inputs.unrouted if task in tasks)
+    return replace(inputs, routes=routes, unrouted=unrouted)
+
+
+def save_some(engine: Engine, tasks: set[str], found: list[Verdict]) -> None:
+    """Replace the verdicts of `tasks` only; every other task's stays as it is."""
+    with engine.begin() as conn:
+        stored.save_some_verdicts(conn, tasks, found)
 
 
 def check_now(
@@ -230,7 +259,7 @@ def current(
     found = []
     for route in inputs.routes:
         if route.task in saved:
-            found.append(saved[route.task].aged(now, max_age, inputs.generation))
+            found.append(saved[route.task].aged(now, max_age, route.as_of))
         elif not route.enabled:  # needs no probe to say
             found += verdicts([route], inputs.providers, {}, inputs.generation, now)
         else:

@@ -80,6 +80,13 @@ class RouteView:
     enabled: bool
     required: bool
     fallbacks: tuple[tuple[str, str], ...] = ()
+    # The generation that last wrote this route or a provider it names: a verdict checked
+    # against an older one no longer describes it.
+    as_of: int = 0
+
+    def names(self) -> set[str]:
+        """The providers this route asks: its own and its fallbacks'."""
+        return {self.provider, *(provider for provider, _ in self.fallbacks)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +130,8 @@ class Verdict:
     warm: bool | None = None
 
     def aged(self, now: datetime, max_age: timedelta, generation: int) -> Verdict:
-        """This verdict, marked stale when older than `max_age` or from an older generation."""
+        """This verdict, marked stale when older than `max_age`, or checked before `generation`
+        (the generation that last changed its route or a provider of it)."""
         if self.status is Status.stale or self.checked_at is None:
             return self
         if now - self.checked_at > max_age:

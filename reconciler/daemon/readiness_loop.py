@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+import math
+import time
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler import readiness
 from reconciler.adapters.providers.probe import Prober
-from reconciler.core.readiness import SERVABLE, Reason, Status, Verdict
+from reconciler.core.readiness import SERVABLE, ProbeReport, Reason, Status, Verdict
 from reconciler.core.registry import ProviderRegistry
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.state import DaemonState
@@ -41,18 +43,42 @@ class ReadinessLoop:
         self.is_leader = is_leader
         self._wake = asyncio.Event()
         self._logged: dict[str, tuple[Status, str | None]] = {}
+        # Rows ((kind, name)) applied since the last round began, and whether every task must
+        # be checked all the same (leadership changed, say).
+        self._changed: set[tuple[str, str]] = set()
+        self._full = True
+        self._last_full = -math.inf  # monotonic time of the last round of every task
+        self._decided = False  # a round of every task has run: there are verdicts to keep
 
-    def poke(self) -> None:
-        """Check again soon (the routes changed, or leadership did)."""
+    def poke(self, changed: Iterable[tuple[str, str]] | None = None) -> None:
+        """Check again soon: the tasks that the rows `changed` ((kind, name), as an apply wrote
+        them) touch, or every task when None."""
+        if changed is None:
+            self._full = True
+        else:
+            self._changed.update(changed)
         self._wake.set()
+
+    def _next_round(self) -> set[tuple[str, str]] | None:
+        """What the round about to run checks: the rows changed since the last one, or None for
+        every task (at start, on a timer, when asked, and at least once an interval)."""
+        poked = self._wake.is_set()
+        self._wake.clear()
+        due = time.monotonic() - self._last_full >= self.interval_s
+        full = self._full or not poked or due or not self._decided
+        changed = None if full else self._changed
+        self._full, self._changed = False, set()
+        if full:
+            self._last_full = time.monotonic()
+        return changed
 
     async def run(self, stop: asyncio.Event) -> None:
         prober = Prober()
         try:
             while not stop.is_set():
-                self._wake.clear()
+                changed = self._next_round()
                 try:
-                    await _unless_stopped(self.round(prober), stop)
+                    await _unless_stopped(self.round(prober, changed), stop)
                 except (ReconcilerError, SQLAlchemyError) as exc:
                     log.warning("readiness check skipped: %s", str(exc).splitlines()[0])
                 except Exception:  # a bug in one round must not end readiness for good
@@ -75,24 +101,51 @@ class ReadinessLoop:
         finally:
             await prober.aclose()
 
-    async def round(self, prober: Prober) -> list[Verdict]:
+    async def round(
+        self, prober: Prober, changed: set[tuple[str, str]] | None = None
+    ) -> list[Verdict]:
+        """Probe and decide: every task, or when `changed` rows are given (after an apply),
+        only the tasks they touch, whose verdicts alone are rewritten."""
         if self.is_leader():
             inputs = await asyncio.to_thread(
                 readiness.inputs_from_database, self.engine, self.registry
             )
+            if changed is not None and self._decided:
+                return self._publish(await self._partial(inputs, changed, prober))
             reports = await readiness.probe(inputs, prober)
-            for name, report in reports.items():
-                self.metrics.probe_latency.labels(name).observe(report.latency_ms / 1000)
+            self._observe(reports)
             found = readiness.decide(inputs, reports, datetime.now(UTC))
             await asyncio.to_thread(readiness.save, self.engine, found)
+            self._decided = True
         else:
             found = await asyncio.to_thread(
                 readiness.current, self.engine, self.registry, None, self.interval_s
             )
-        self._publish(found)
-        return found
+        return self._publish(found)
 
-    def _publish(self, found: list[Verdict]) -> None:
+    async def _partial(
+        self, inputs: readiness.Inputs, changed: set[tuple[str, str]], prober: Prober
+    ) -> list[Verdict]:
+        """The verdicts after an apply: the touched tasks probed and decided again, every
+        other task's verdict kept as the last round left it."""
+        tasks = readiness.affected_tasks(inputs, changed)
+        kept = [v for v in self.state.verdicts if v.task not in tasks]
+        if not tasks:
+            return kept
+        narrowed = readiness.only(inputs, tasks)
+        reports = await readiness.probe(narrowed, prober)
+        self._observe(reports)
+        found = readiness.decide(narrowed, reports, datetime.now(UTC))
+        await asyncio.to_thread(readiness.save_some, self.engine, tasks, found)
+        for task in tasks - {v.task for v in found}:
+            self._logged.pop(task, None)  # gone: if it comes back, say so again
+        return sorted([*kept, *found], key=lambda v: v.task)
+
+    def _observe(self, reports: Mapping[str, ProbeReport]) -> None:
+        for name, report in reports.items():
+            self.metrics.probe_latency.labels(name).observe(report.latency_ms / 1000)
+
+    def _publish(self, found: list[Verdict]) -> list[Verdict]:
         self.state.verdicts = found
         self.state.readiness_at = datetime.now(UTC)
         self.metrics.task_status.clear()
@@ -103,6 +156,7 @@ class ReadinessLoop:
             required = "true" if verdict.required else "false"
             self.metrics.task_servable.labels(verdict.task, required).set(1 if servable else 0)
         self._log_changes(found)
+        return found
 
     def _log_changes(self, found: list[Verdict]) -> None:
         """Log the tasks whose readiness changed since the last round, not every round.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -11,17 +12,19 @@ from sqlalchemy import Connection, delete, insert, select
 from reconciler.adapters.db.tables import providers, routes, task_readiness
 from reconciler.core.readiness import Reason, Status, Verdict
 
+_CHUNK = 500  # tasks per DELETE: within every engine's limit on bound parameters
+
 
 def read_provider_rows(conn: Connection) -> list[dict[str, Any]]:
     """Every provider row: name, type, enabled, protect and the typed config as JSON."""
     columns = (providers.c.name, providers.c.type, providers.c.enabled, providers.c.protect)
-    query = select(*columns, providers.c.config).order_by(providers.c.name)
+    query = select(*columns, providers.c.config, providers.c.generation).order_by(providers.c.name)
     return [dict(row._mapping) for row in conn.execute(query)]
 
 
 def read_route_rows(conn: Connection) -> list[dict[str, Any]]:
     """Every route row, by task."""
-    names = ("task", "provider", "model", "enabled", "required", "fallbacks")
+    names = ("task", "provider", "model", "enabled", "required", "fallbacks", "generation")
     query = select(*(routes.c[n] for n in names)).order_by(routes.c.task)
     return [dict(row._mapping) for row in conn.execute(query)]
 
@@ -29,6 +32,18 @@ def read_route_rows(conn: Connection) -> list[dict[str, Any]]:
 def save_verdicts(conn: Connection, verdicts: list[Verdict]) -> None:
     """Replace the stored verdicts with these, in the caller's transaction."""
     conn.execute(delete(task_readiness))
+    if verdicts:
+        conn.execute(insert(task_readiness), [_row(v) for v in verdicts])
+
+
+def save_some_verdicts(conn: Connection, tasks: Collection[str], verdicts: list[Verdict]) -> None:
+    """Replace the stored verdicts of `tasks` with these (a task without one has none now);
+    every other task's verdict is left as it is. In the caller's transaction."""
+    names = sorted(tasks)
+    for start in range(0, len(names), _CHUNK):
+        conn.execute(
+            delete(task_readiness).where(task_readiness.c.task.in_(names[start : start + _CHUNK]))
+        )
     if verdicts:
         conn.execute(insert(task_readiness), [_row(v) for v in verdicts])
 
