@@ -21,6 +21,7 @@ import time
 from collections.abc import Coroutine
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from reconciler.core.readiness import SERVABLE
 from reconciler.core.registry import ProviderRegistry
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.readiness_loop import ReadinessLoop
-from reconciler.daemon.state import DaemonState
+from reconciler.daemon.state import DaemonState, QueueView, TaskQueue, now
 from reconciler.daemon.web import (
     bind_sockets,
     create_app,
@@ -54,12 +55,36 @@ STOP_GRACE_S = 8.0
 LEADER_CHECK_S = 1.0
 HOLDER_CHECK_S = 30.0
 QUEUE_METRICS_S = 5.0
+QUEUE_WINDOW_S = 300.0  # "recently" on the status page: the last five minutes
+SHOWN_DEAD = 5  # the latest dead jobs on the status page
 SCORING_RETRY_S = 5.0
 
 
-def _queue_counts(engine: Engine) -> dict[tuple[str, str], int]:
+def _queue_view(engine: Engine) -> QueueView:
+    """The queue's depth by task and status, what finished in the last minutes, the latest
+    dead jobs: one short read for the metrics and the status page."""
+    at = now()
+    since = at - timedelta(seconds=QUEUE_WINDOW_S)
     with engine.connect() as conn:
-        return queue_store.counts(conn)
+        counted = queue_store.counts(conn)
+        recent = {f.task: f for f in queue_store.finished_since(conn, since)}
+        dead = queue_store.dead_jobs(conn, SHOWN_DEAD)
+    statuses: dict[str, dict[str, int]] = {}
+    for (task, status), n in counted.items():
+        statuses.setdefault(task, {})[status] = n
+    tasks = []
+    for task in sorted(statuses.keys() | recent.keys()):
+        finished = recent.get(task)
+        tasks.append(
+            TaskQueue(
+                task,
+                statuses.get(task, {}),
+                finished.done if finished else 0,
+                finished.dead if finished else 0,
+                finished.mean_latency_ms if finished else None,
+            )
+        )
+    return QueueView(at, QUEUE_WINDOW_S, tasks, dead)
 
 
 @dataclass(frozen=True)
@@ -262,13 +287,15 @@ class Daemon:
     async def _queue_metrics(self) -> None:
         while not self.stop.is_set():
             try:
-                counted = await asyncio.to_thread(_queue_counts, self.engine)
+                view = await asyncio.to_thread(_queue_view, self.engine)
             except (SQLAlchemyError, ReconcilerError):
-                counted = None
-            if counted is not None:
+                view = None
+            if view is not None:
+                self.state.queue = view
                 self.metrics.queue_depth.clear()
-                for (task, status), n in counted.items():
-                    self.metrics.queue_depth.labels(task, status).set(n)
+                for task in view.tasks:
+                    for status, n in task.statuses.items():
+                        self.metrics.queue_depth.labels(task.task, status).set(n)
             with suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), QUEUE_METRICS_S)
 

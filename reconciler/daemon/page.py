@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
 from reconciler import __version__
 from reconciler.core.readiness import (
@@ -14,7 +15,8 @@ from reconciler.core.readiness import (
     Verdict,
     all_required_servable,
 )
-from reconciler.daemon.state import DaemonState
+from reconciler.core.text import untrusted
+from reconciler.daemon.state import DaemonState, TaskQueue
 
 STATUS_COLOURS = {
     Status.ready: "#1a7f37",
@@ -51,6 +53,7 @@ def status_page(state: DaemonState, now: datetime) -> str:
         f"&middot; {_leader(state)} &middot; up since {when(state.started_at, now)}</div>",
         _banner(state),
         _tasks(state, now),
+        _queue(state, now),
         _last_apply(state, now),
         _drift(state),
         "<p class='meta'>Every provider, its endpoint and its last probe: "
@@ -189,6 +192,60 @@ def _task_row(verdict: Verdict, now: datetime) -> str:
         f"<td><span class='badge' style='background:{colour}'>{verdict.status.value}</span></td>"
         f"<td class='mono'>{target}</td><td>{why or '&mdash;'}</td><td>{checked}</td></tr>"
     )
+
+
+def _queue(state: DaemonState, now: datetime) -> str:
+    """Depth by task and status, what finished in the last minutes, the latest dead jobs."""
+    view = state.queue
+    if view is None or not view.tasks:
+        return (
+            "<h2>Scoring queue</h2><p class='meta'>No jobs. Add items with "
+            "<code>reconciler enqueue TASK FILE.jsonl</code>.</p>"
+        )
+    minutes = view.window_s / 60
+    rows = "".join(_queue_row(task, minutes) for task in view.tasks)
+    table = (
+        "<table><thead><tr><th>Task</th><th>Queued</th><th>Leased</th><th>Done</th>"
+        f"<th>Dead</th><th>Done, last {minutes:g} min</th><th>Mean latency</th>"
+        f"<th>Results</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+    dead = "".join(
+        f"<li><span class='mono'>{_text(job['task'])}/{_text(job['item_id'])}</span> after "
+        f"{job['attempts']} attempt(s): <span class='remedy'>{_text(job['error'], 300)}</span>"
+        "</li>"
+        for job in view.dead
+    )
+    latest = (
+        "<p>Latest dead jobs (<code>reconciler jobs retry TASK --dead</code> puts them back "
+        f"once the route is fixed):</p><ul>{dead}</ul>"
+        if dead
+        else ""
+    )
+    return f"<h2>Scoring queue</h2><p class='meta'>As of {when(view.at, now)}.</p>{table}{latest}"
+
+
+def _queue_row(task: TaskQueue, minutes: float) -> str:
+    counts = task.statuses
+    name = _text(task.task)
+    link = f"/api/v1/results?task={quote(task.task)}"
+    rate = task.done_recently / minutes if minutes else 0
+    latency = f"{task.mean_latency_ms:.0f} ms" if task.mean_latency_ms is not None else "&mdash;"
+    recent = f"{task.done_recently} ({rate:.1f}/min)"
+    if task.dead_recently:
+        recent += f", {task.dead_recently} dead"
+    cells = [counts.get(status, 0) for status in ("queued", "leased", "done", "dead")]
+    return (
+        f"<tr><td class='mono'>{name}</td>"
+        + "".join(f"<td>{n}</td>" for n in cells)
+        + f"<td>{recent}</td><td>{latency}</td>"
+        f"<td><a href='{escape(link)}'>JSON</a> &middot; "
+        f"<code>reconciler results {name}</code></td></tr>"
+    )
+
+
+def _text(value: Any, limit: int = 200) -> str:
+    """Text a database row holds, bounded, control characters escaped, for HTML."""
+    return escape(untrusted(str(value), (), limit=limit))
 
 
 def _last_apply(state: DaemonState, now: datetime) -> str:

@@ -28,6 +28,27 @@ class CurrentError:
     problems: list[Problem] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class TaskQueue:
+    """One task's jobs: how many in each status, and what finished in the recent window."""
+
+    task: str
+    statuses: dict[str, int]
+    done_recently: int = 0
+    dead_recently: int = 0
+    mean_latency_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """The scoring queue as the status page shows it, read every few seconds."""
+
+    at: datetime
+    window_s: float
+    tasks: list[TaskQueue]
+    dead: list[dict[str, Any]]  # the latest dead jobs: task, item_id, attempts, error
+
+
 @dataclass
 class LastApply:
     at: datetime
@@ -54,6 +75,7 @@ class DaemonState:
     drift: list[str] = field(default_factory=list)  # drift seen with --drift=report
     verdicts: list[Verdict] = field(default_factory=list)
     readiness_at: datetime | None = None
+    queue: QueueView | None = None
     stopping: bool = False
 
     @property

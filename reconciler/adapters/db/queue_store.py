@@ -256,6 +256,39 @@ def counts(conn: Connection) -> dict[tuple[str, str], int]:
     return {(task, status): n for task, status, n in conn.execute(query)}
 
 
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The jobs of one task that finished in a window: how many, and how fast the done ones."""
+
+    task: str
+    done: int
+    dead: int
+    mean_latency_ms: float | None
+
+
+def finished_since(conn: Connection, since: datetime) -> list[Finished]:
+    """Per task, the jobs finished at or after `since`, by task."""
+    query = (
+        select(
+            scoring_jobs.c.task,
+            scoring_jobs.c.status,
+            func.count(),
+            func.avg(scoring_jobs.c.latency_ms),
+        )
+        .where(scoring_jobs.c.status.in_(FINISHED), scoring_jobs.c.finished_at >= since)
+        .group_by(scoring_jobs.c.task, scoring_jobs.c.status)
+    )
+    counted: dict[str, dict[str, Any]] = {}
+    for task, status, count, mean in conn.execute(query):
+        row = counted.setdefault(task, {DONE: 0, DEAD: 0, "mean": None})
+        row[status] = int(count)
+        if status == DONE and mean is not None:
+            row["mean"] = float(mean)
+    return [
+        Finished(task, row[DONE], row[DEAD], row["mean"]) for task, row in sorted(counted.items())
+    ]
+
+
 def dead_jobs(conn: Connection, limit: int) -> list[dict[str, Any]]:
     columns = ("task", "item_id", "attempts", "error", "finished_at")
     query = (

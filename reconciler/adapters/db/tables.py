@@ -164,4 +164,5 @@ scoring_jobs = Table(
     Column("finished_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("task", "item_id"),
     Index("ix_scoring_jobs_claim", "status", "not_before"),
+    Index("ix_scoring_jobs_finished", "status", "finished_at"),
 )
