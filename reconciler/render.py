@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict
 from enum import StrEnum
+from pathlib import Path
 
 from reconciler.core.plan import Action, Op, Plan, diff, is_secret_ref
 from reconciler.errors import Problem
@@ -115,6 +116,32 @@ def _action_lines(action: Action) -> list[Line]:
     else:
         fields = [f"      {c.path}: {_value(c.old)} -> {_value(c.new)}" for c in action.changes]
     return [(head, Tone(action.op.value)), *((f, None) for f in fields)]
+
+
+def action_line(action: Action, root: Path | None = None, fields: int = 3, width: int = 60) -> str:
+    """One action on one line, for logs and the status page: `~ route scoring
+    (routes.yaml:4): model "llama3.1:8b" -> "qwen2.5:7b"`, at most `fields` fields shown, the
+    file relative to `root` when it is under it."""
+    where = ""
+    if action.source_file:
+        source = Path(action.source_file)
+        if root is not None and source.is_relative_to(root):
+            source = source.relative_to(root)
+        where = f" ({source}:{action.source_line})"
+    drift = " [drift corrected]" if action.drift else ""
+    head = f"{SIGNS[action.op]} {action.kind} {action.key}{where}{drift}"
+    if action.op is not Op.update or not action.changes:
+        return head
+    shown = [
+        f"{c.path} {_short(_value(c.old), width)} -> {_short(_value(c.new), width)}"
+        for c in action.changes[:fields]
+    ]
+    more = len(action.changes) - fields
+    return f"{head}: {'; '.join(shown)}" + (f"; and {more} more field(s)" if more > 0 else "")
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _value(value: object) -> str:

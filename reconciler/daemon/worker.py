@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError
 
 from reconciler import reconcile
 from reconciler.adapters.db.engine import first_line
-from reconciler.adapters.files import display_name, load_sources
+from reconciler.adapters.files import display_name, load_sources, paused_gc
 from reconciler.core.config import ConfigLoader, DesiredState
 from reconciler.core.plan import Op, Plan
 from reconciler.daemon.metrics import Metrics
@@ -40,7 +40,7 @@ from reconciler.errors import (
     TemporaryError,
     UnsafePlan,
 )
-from reconciler.render import SIGNS, problems_text
+from reconciler.render import SIGNS, action_line, problems_text
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ QUIET_S = 0.05  # no event and the same content for this long: the files have se
 DELETE_SETTLE_S = 1.0  # deletions wait until the files have been unchanged this long
 MAX_SETTLE_ROUNDS = 40
 RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)
-SHOWN_CHANGES = 50
+SHOWN_CHANGES = 50  # on the status page
+LOGGED_CHANGES = 20  # in the log, one line each
 LOCK_SLICE_S = 0.5  # the longest a stop waits for an apply that waits for the lock
 
 
@@ -89,7 +90,8 @@ class ReconcileWorker:
         self._applied_keys: set[tuple[str, str]] | None = None
         self._waiting: str | None = None  # the content whose deletions were last said to wait
         self.view = reconcile.AppliedView()
-        self.on_applied: Callable[[], None] = lambda: None
+        # Called after every apply with the rows it wrote: (kind, name).
+        self.on_applied: Callable[[set[tuple[str, str]]], None] = lambda changed: None
         self.cycles = 0
 
     def poke(self, resync: bool = False) -> None:
@@ -167,7 +169,7 @@ class ReconcileWorker:
             self.state.config_digest = digest
             if digest == self.state.applied_digest and not resync and self.state.error is None:
                 return None  # an event that changed nothing: same bytes as applied
-            desired = await asyncio.to_thread(self.loader.load, sources)
+            desired = await asyncio.to_thread(self._load, sources)
             self.metrics.config_valid.set(1)
             wait = await self._reconcile(desired, digest, resync)
             if wait is not None:
@@ -237,7 +239,7 @@ class ReconcileWorker:
         self.metrics.generation.set(result.generation)
         if result.applied:
             self._applied(result.plan, result.generation)
-            self.on_applied()
+            self.on_applied({(action.kind.value, action.key) for action in result.plan.actions})
         else:
             self.metrics.runs.labels("unchanged").inc()
         self._done(digest, result.plan)
@@ -270,19 +272,43 @@ class ReconcileWorker:
                     waited = self.options.lock_timeout_s
                     raise LockTimeout(f"{exc}; waited {waited:g}s in all") from None
 
+    def _load(self, sources: list[tuple[str, bytes]]) -> DesiredState:
+        """Validate the files, the collector paused: its passes over a large config cost more
+        than the load itself."""
+        with paused_gc():
+            return self.loader.load(sources)
+
     def _applied(self, plan: Plan, generation: int) -> None:
         summary = reconcile.summary_line(plan)
-        changes = [f"{SIGNS[a.op]} {a.kind.value} {a.key}" for a in plan.actions]
-        self.state.last_apply = LastApply(now(), generation, summary, changes[:SHOWN_CHANGES])
+        changes = [action_line(a, self.config_dir) for a in plan.actions[:SHOWN_CHANGES]]
+        self.state.last_apply = LastApply(now(), generation, summary, changes)
         for op in Op:
             if count := plan.count(op):
                 self.metrics.changes.labels(op.value).inc(count)
-        drifted = sum(1 for a in plan.actions if a.drift)
+        drifted = [a for a in plan.actions if a.drift]
         if drifted:
-            self.metrics.drift_corrected.inc(drifted)
-            log.warning("corrected drift on %d row(s) changed outside the files", drifted)
+            self.metrics.drift_corrected.inc(len(drifted))
+            rows = ", ".join(f"{a.kind.value} {a.key}" for a in drifted[:LOGGED_CHANGES])
+            more = (
+                f" and {len(drifted) - LOGGED_CHANGES} more"
+                if len(drifted) > LOGGED_CHANGES
+                else ""
+            )
+            log.warning(
+                "corrected drift on %d row(s) changed outside the files: %s%s",
+                len(drifted),
+                rows,
+                more,
+            )
         self.metrics.runs.labels("applied").inc()
         log.info("applied generation %d: %s", generation, summary)
+        for action in plan.actions[:LOGGED_CHANGES]:
+            log.info("  %s", action_line(action, self.config_dir))
+        if len(plan.actions) > LOGGED_CHANGES:
+            log.info(
+                "  and %d more change(s): `reconciler history` lists them",
+                len(plan.actions) - LOGGED_CHANGES,
+            )
 
     def _note_drift(self, plan: Plan) -> None:
         drift = [f"{SIGNS[a.op]} {a.kind.value} {a.key}" for a in plan.actions if a.drift]
