@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import socket
 import time
 import uuid
@@ -56,7 +57,7 @@ log = logging.getLogger(__name__)
 class ScoringOptions:
     lease_s: float = 6.0
     max_attempts: int = 5
-    batch: int = 64
+    batch: int = 256  # jobs held at most; fewer when the providers' slots are fewer
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 60.0
     idle_poll_s: float = 0.5
@@ -107,10 +108,14 @@ class ScoringWorker:
         try:
             while not stop.is_set():
                 claimed = await self._claim_batch(servable())
-                if not claimed:
+                if self._running and (not claimed or self._room() < self._refill_at()):
+                    await asyncio.wait(
+                        set(self._running.values()),
+                        timeout=self.options.idle_poll_s,
+                        return_when="FIRST_COMPLETED",
+                    )
+                elif not claimed:
                     await _sleep_or_stop(stop, self.options.idle_poll_s)
-                elif len(self._running) >= self.options.batch:
-                    await asyncio.wait(set(self._running.values()), return_when="FIRST_COMPLETED")
         finally:
             await self._wind_down(keeper)
 
@@ -149,12 +154,19 @@ class ScoringWorker:
             self._on_wait(wait, count)
         return max(self.options.idle_poll_s, min(wait, self.options.idle_poll_s * 10))
 
+    def _room(self) -> int:
+        """How many more jobs this worker would hold: about what the providers can take (a few
+        rounds of their slots), not a whole batch waiting here while other replicas sit idle."""
+        return min(self.options.batch, self._capacity) - len(self._running)
+
+    def _refill_at(self) -> int:
+        """Claim again once a quarter of the jobs held are done, not after each one: one claim
+        then serves many jobs instead of costing a transaction per job."""
+        return max(1, min(self.options.batch, self._capacity) // 4)
+
     async def _claim_batch(self, tasks: set[str]) -> int:
-        # Claim about what the providers can take (a few rounds of their slots, and enough to
-        # amortize the claim), not a whole batch waiting here while other replicas sit idle.
-        limit = min(self.options.batch, self._capacity)
-        room = limit - len(self._running)
-        if not tasks or room <= 0:
+        room = self._room()
+        if not tasks or room <= 0 or (self._running and room < self._refill_at()):
             return 0
         now = datetime.now(UTC)
         lease = timedelta(seconds=self.options.lease_s)
@@ -254,6 +266,7 @@ class ScoringWorker:
             base_s=self.options.backoff_base_s,
             cap_s=self.options.backoff_cap_s,
             retry_after_s=retry_after,
+            uniform=random.uniform,
         )
         now = datetime.now(UTC)
         return {
