@@ -26,6 +26,7 @@ install: $(DEV)
 lint: $(DEV)
 	$(BIN)/ruff check reconciler tests bench
 	$(BIN)/ruff format --check reconciler tests bench
+	$(BIN)/pytest -q -p no:cacheprovider tests/test_architecture.py
 
 typecheck: $(DEV)
 	$(BIN)/mypy reconciler

@@ -134,7 +134,7 @@ def _run_case(name: str, kind: str, problems: int, options: Options) -> list[str
 
     floor_gc = measure(floor, options)
     floor_paused = measure(floor, options, pause_gc=True)
-    fresh = measure(load, options)
+    fresh = measure(load, options, pause_gc=True)  # as every caller of the loader does
     return [
         name,
         str(len(sources)),

@@ -14,7 +14,7 @@ from importlib.metadata import version
 
 import yaml
 
-from reconciler.core.config import paused_gc as gc_paused
+from reconciler.adapters.files import paused_gc as gc_paused
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from sqlalchemy import Connection, Engine
 
 from reconciler import render
 from reconciler.adapters.db import migrate, store
-from reconciler.adapters.files import load_sources
-from reconciler.core.config import ConfigLoader, DesiredState, paused_gc
+from reconciler.adapters.files import load_sources, paused_gc
+from reconciler.core.config import ConfigLoader, DesiredState
 from reconciler.core.plan import (
     Kind,
     Observed,
@@ -51,7 +51,9 @@ def load_config(
     paths: list[Path], loader: ConfigLoader, env: Mapping[str, str] | None = None
 ) -> DesiredState:
     """Read and validate the config files; raises `ConfigInvalid`."""
-    return loader.load(load_sources(paths), env=env)
+    sources = load_sources(paths)
+    with paused_gc():
+        return loader.load(sources, env=env)
 
 
 def require_schema(engine: Engine) -> None:

@@ -8,20 +8,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reconciler.adapters.db.engine import make_engine
-from reconciler.adapters.plugins import load_registry
 from reconciler.adapters.providers.anthropic import AnthropicDriver
 from reconciler.adapters.providers.probe import Target, probe_once
 from reconciler.core.readiness import ProbeReport, ProviderView, Reason, RouteView, verdicts
 from reconciler.core.scoring import DEFAULT_MAX_OUTPUT_TOKENS
 from reconciler.core.spec import ANTHROPIC_API, AnthropicProvider
-from reconciler.scoring import ScoreStats, ScoringOptions, ScoringWorker
 from tests.conftest import Result
 from tests.fakeprovider import (
     ANTHROPIC,
@@ -31,14 +27,14 @@ from tests.fakeprovider import (
     anthropic_error,
     failing,
 )
-from tests.scoring_worker import job_rows, migrated_database
+from tests.scoring_bed import Scene
+from tests.scoring_worker import migrated_database
 
 pytestmark = pytest.mark.timeout(120)
 
 SECRET = "sk-ant-planted-4c1d9e-never-shown"
 KEY_ENV = "ANTHROPIC_TEST_KEY"
 SONNET = "claude-sonnet-4-5"
-FAST = ScoringOptions(max_attempts=2, backoff_base_s=0.01, idle_poll_s=0.05)
 
 
 def anthropic(url: str, **endpoint: Any) -> AnthropicProvider:
@@ -156,42 +152,6 @@ def test_429_and_529_are_transient_with_retry_after_and_4xx_are_not(
 
 
 # --- calls through `try` and the worker --------------------------------------------------------
-
-
-@dataclass
-class Scene:
-    """One fake provider, a migrated SQLite database with a route to it, and ways to use them."""
-
-    url: str
-    directory: Path
-    fake: FakeServer
-    cli: Callable[..., Result]
-
-    def run(self, *args: str | Path) -> Result:
-        return self.cli("--database-url", self.url, "--config", self.directory, *args)
-
-    def apply(self, text: str) -> None:
-        (self.directory / "config.yaml").write_text(text, encoding="utf-8")
-        applied = self.run("apply")
-        assert applied.code == 0, applied.output
-
-    def enqueue(self, task: str, count: int) -> None:
-        given = [{"id": f"item-{i}", "text": f"item number {i}"} for i in range(count)]
-        source = self.directory.parent / f"{task}.jsonl"
-        source.write_text("".join(json.dumps(i) + "\n" for i in given), encoding="utf-8")
-        result = self.run("enqueue", task, source)
-        assert result.code == 0, result.output
-
-    def drain(self, task: str, env: dict[str, str]) -> ScoreStats:
-        engine = make_engine(self.url)
-        try:
-            worker = ScoringWorker(engine, load_registry(), env=env, options=FAST)
-            return asyncio.run(worker.drain({task}))
-        finally:
-            engine.dispose()
-
-    def rows(self) -> dict[str, dict[str, Any]]:
-        return {r["item_id"]: r for r in job_rows(self.url)}
 
 
 @pytest.fixture

@@ -22,21 +22,19 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from reconciler.adapters.db.tables import routes
 from reconciler.cli.plans import PROMPT
+from tests.builders import EXAMPLE, PROVIDERS, ROUTES
 from tests.conftest import ROOT, Result, run_reconciler
-from tests.test_daemon_files import git
-from tests.test_plan_apply import (
-    EXAMPLE,
-    PROVIDERS,
-    ROUTES,
+from tests.db_inspect import (
     insert_unmanaged_route,
     revision_count,
-    routes,
     rows,
     snapshot,
     sql,
     url_of,
 )
+from tests.gitrepo import git
 
 Run = Callable[..., Result]
 # For what does not depend on the database engine: the terminal, the plan file.

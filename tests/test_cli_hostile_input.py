@@ -20,8 +20,8 @@ from sqlalchemy import Engine, insert
 
 from reconciler.adapters.db.tables import providers, routes
 from tests.conftest import Result
+from tests.db_inspect import recording_writes, snapshot, url_of
 from tests.scoring_worker import job_rows
-from tests.test_plan_apply import recording_writes, snapshot, url_of
 
 Run = Callable[..., Result]
 
@@ -154,7 +154,7 @@ def test_enqueue_escapes_control_characters_of_a_file_name_and_a_key_it_reports(
     assert result.code == 1, result.output
     assert ESC not in result.output and "Traceback" not in result.output
     shown = str(source).replace(ESC, "\\x1b")
-    assert f"{shown}:1:1: \\x1b[31mred: Extra inputs are not permitted" in result.stderr
+    assert f"{shown}:1:1: \\x1b[31mred: not a field of this format" in result.stderr
     assert f"error: 1 bad line(s) in {shown}; nothing was queued" in result.stderr
     assert job_rows(url_of(engine)) == []
 

@@ -8,32 +8,9 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
+from tests.builders import provider_file, routes_file
 from tests.daemon_harness import Daemon
 from tests.fakeprovider import FakeModel, FakeServer
-
-
-def provider_file(url: str) -> str:
-    return f"""\
-version: 1
-providers:
-  local:
-    type: ollama
-    endpoint: {{base_url: "{url}", probe_timeout_s: 1}}
-"""
-
-
-def routes_file(model: str = "llama3.1:8b", extra: str = "") -> str:
-    return f"""\
-version: 1
-routes:
-  scoring:
-    provider: local
-    model: {model}
-    required: true
-  extraction:
-    provider: local
-    model: {model}
-{extra}"""
 
 
 def test_an_edit_is_applied_and_shown_then_sigterm_exits_0(
@@ -50,7 +27,10 @@ def test_an_edit_is_applied_and_shown_then_sigterm_exits_0(
     assert first["error"] is None
     (directory / "routes.yaml").write_text(routes_file("qwen2.5:7b"), encoding="utf-8")
     second = daemon.wait_generation(2)
-    assert second["last_apply"]["changes"] == ["~ route extraction", "~ route scoring"]
+    changes = second["last_apply"]["changes"]
+    assert [c.split(" (", 1)[0] for c in changes] == ["~ route extraction", "~ route scoring"]
+    assert changes[1].startswith("~ route scoring (routes.yaml:"), changes
+    assert changes[1].endswith('): model "llama3.1:8b" -> "qwen2.5:7b"'), changes
     daemon.wait_for(lambda: daemon.get("/readyz/tasks").status_code == 200, what="tasks ready")
     page = daemon.get("/").text
     assert "scoring" in page and "qwen2.5:7b" in page
@@ -58,7 +38,11 @@ def test_an_edit_is_applied_and_shown_then_sigterm_exits_0(
     assert 'reconciler_reconcile_runs_total{result="applied"} 2.0' in metrics
     assert 'reconciler_task_servable{required="true",task="scoring"} 1.0' in metrics
     assert daemon.stop(signal.SIGTERM) == 0
-    assert "Traceback" not in daemon.log()
+    log = daemon.log()
+    assert "Traceback" not in log
+    assert "applied generation 2: Plan: 0 to create, 2 to update, 0 to delete" in log
+    for line in changes:  # the log names each row and field the apply changed
+        assert f"  {line}\n" in log, line
 
 
 def test_an_invalid_edit_keeps_the_last_good_config_and_is_logged_once(
@@ -134,7 +118,8 @@ def test_with_drift_report_an_edit_elsewhere_does_not_undo_a_change_made_by_hand
         extra = "  summarization:\n    provider: local\n    model: llama3.1:8b\n"
         (directory / "routes.yaml").write_text(routes_file(extra=extra), encoding="utf-8")
         applied = daemon.wait_generation(2)
-        assert applied["last_apply"]["changes"] == ["+ route summarization"]
+        (change,) = applied["last_apply"]["changes"]
+        assert change.startswith("+ route summarization (routes.yaml:"), change
         with engine.connect() as conn:
             query = "SELECT model FROM llm_task_routes WHERE task = 'scoring'"
             assert conn.execute(text(query)).scalar_one() == "hand:1b"

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -28,21 +27,13 @@ from sqlalchemy.exc import DBAPIError
 from reconciler.adapters.db.engine import make_engine
 from reconciler.adapters.db.tables import revisions, routes
 from reconciler.daemon.worker import DELETE_SETTLE_S
+from tests.builders import provider_file
 from tests.daemon_harness import Daemon
 from tests.fakeprovider import FakeServer
+from tests.gitrepo import git
 
 TASKS = tuple(f"task-{i:02d}" for i in range(20))  # a truncated file visibly loses routes
 State = frozenset[tuple[str, str]]
-
-
-def providers_yaml(url: str) -> str:
-    return f"""\
-version: 1
-providers:
-  local:
-    type: ollama
-    endpoint: {{base_url: "{url}", probe_timeout_s: 1}}
-"""
 
 
 def routes_yaml(model: str, tasks: tuple[str, ...] = TASKS) -> str:
@@ -236,7 +227,7 @@ def test_a_temp_file_renamed_over_the_config_is_applied_once_and_its_draft_never
     db_url: str,
 ) -> None:
     directory = write_config(
-        {"providers.yaml": providers_yaml(provider_url), "routes.yaml": routes_yaml("m-a")}
+        {"providers.yaml": provider_file(provider_url), "routes.yaml": routes_yaml("m-a")}
     )
     scene = record(db_url, directory)
     # Python's and editors' `routes.yaml.tmp`, then `.routes.yaml.XXXXXX` as mkstemp names it.
@@ -258,7 +249,7 @@ def test_a_vim_save_with_backup_probe_and_swap_file_applies_only_the_new_content
     db_url: str,
 ) -> None:
     directory = write_config(
-        {"providers.yaml": providers_yaml(provider_url), "routes.yaml": routes_yaml("m-a")}
+        {"providers.yaml": provider_file(provider_url), "routes.yaml": routes_yaml("m-a")}
     )
     swap = directory / ".routes.yaml.swp"
     swap.write_bytes(b"b0VIM 9.0\0" + b"\0" * 4086)
@@ -289,7 +280,7 @@ def test_a_truncate_then_slow_write_applies_only_the_complete_file(
     db_url: str,
 ) -> None:
     directory = write_config(
-        {"providers.yaml": providers_yaml(provider_url), "routes.yaml": routes_yaml("m-a")}
+        {"providers.yaml": provider_file(provider_url), "routes.yaml": routes_yaml("m-a")}
     )
     scene = record(db_url, directory)
     write_slowly(directory / "routes.yaml", routes_yaml("m-b"), chunks=5, pause=0.02)
@@ -307,7 +298,7 @@ def test_three_atomic_replaces_in_a_row_apply_only_the_last(
     db_url: str,
 ) -> None:
     directory = write_config(
-        {"providers.yaml": providers_yaml(provider_url), "routes.yaml": routes_yaml("m-a")}
+        {"providers.yaml": provider_file(provider_url), "routes.yaml": routes_yaml("m-a")}
     )
     scene = record(db_url, directory)
     for model in ("m-b", "m-c", "m-d"):
@@ -321,20 +312,6 @@ def test_three_atomic_replaces_in_a_row_apply_only_the_last(
     scene.check([version("m-a"), version("m-d")], version("m-d"))
 
 
-def git(directory: Path, *args: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env["GIT_CONFIG_GLOBAL"] = os.devnull
-    env["GIT_CONFIG_NOSYSTEM"] = "1"
-    subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
-        cwd=directory,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-
-
 def test_a_git_checkout_of_another_branch_applies_it_and_deletes_once_after_settling(
     record: Callable[..., Recorded],
     write_config: Callable[..., Path],
@@ -342,7 +319,7 @@ def test_a_git_checkout_of_another_branch_applies_it_and_deletes_once_after_sett
     db_url: str,
 ) -> None:
     directory = write_config(
-        {"providers.yaml": providers_yaml(provider_url), "routes.yaml": routes_yaml("m-a")}
+        {"providers.yaml": provider_file(provider_url), "routes.yaml": routes_yaml("m-a")}
     )
     git(directory, "init", "-q", "-b", "main")
     git(directory, "add", "-A")
@@ -373,7 +350,7 @@ def test_a_configmap_data_symlink_swap_applies_the_new_content(
     directory = tmp_path / "config"
     old = directory / "..2026_11_30_a"
     old.mkdir(parents=True)
-    (old / "providers.yaml").write_text(providers_yaml(provider_url), encoding="utf-8")
+    (old / "providers.yaml").write_text(provider_file(provider_url), encoding="utf-8")
     (old / "routes.yaml").write_text(routes_yaml("m-a"), encoding="utf-8")
     (directory / "..data").symlink_to(old.name)
     for name in ("providers.yaml", "routes.yaml"):
@@ -381,7 +358,7 @@ def test_a_configmap_data_symlink_swap_applies_the_new_content(
     scene = record(db_url, directory)
     new = directory / "..2026_11_30_b"
     new.mkdir()
-    (new / "providers.yaml").write_text(providers_yaml(provider_url), encoding="utf-8")
+    (new / "providers.yaml").write_text(provider_file(provider_url), encoding="utf-8")
     (new / "routes.yaml").write_text(routes_yaml("m-b"), encoding="utf-8")
     (directory / "..data_tmp").symlink_to(new.name)
     (directory / "..data_tmp").rename(directory / "..data")  # atomic, as kubelet does
@@ -398,7 +375,7 @@ def test_a_deleted_directory_is_source_missing_deletes_nothing_and_comes_back(
     provider_url: str,
     db_url: str,
 ) -> None:
-    files = {"providers.yaml": providers_yaml(provider_url), "routes.yaml": routes_yaml("m-a")}
+    files = {"providers.yaml": provider_file(provider_url), "routes.yaml": routes_yaml("m-a")}
     directory = write_config(files)
     scene = record(db_url, directory)  # no short --resync: the watcher alone must notice
     daemon = scene.daemon
@@ -442,7 +419,7 @@ def test_an_invalid_file_kept_over_many_resyncs_is_logged_once(
     sqlite_url: str,
 ) -> None:
     directory = write_config(
-        {"providers.yaml": providers_yaml(provider_url), "routes.yaml": routes_yaml("m-a")}
+        {"providers.yaml": provider_file(provider_url), "routes.yaml": routes_yaml("m-a")}
     )
     scene = record(sqlite_url, directory, "--resync", "1")
     daemon = scene.daemon
@@ -468,7 +445,7 @@ def test_fifty_writes_in_ten_seconds_end_in_the_last_with_a_bounded_number_of_ap
     db_url: str,
 ) -> None:
     directory = write_config(
-        {"providers.yaml": providers_yaml(provider_url), "routes.yaml": routes_yaml("m-00")}
+        {"providers.yaml": provider_file(provider_url), "routes.yaml": routes_yaml("m-00")}
     )
     scene = record(db_url, directory)
     models = [f"m-{i:02d}" for i in range(1, 51)]
@@ -491,7 +468,7 @@ def test_half_the_routes_removed_in_one_edit_are_deleted_after_the_settle_time(
     db_url: str,
 ) -> None:
     directory = write_config(
-        {"providers.yaml": providers_yaml(provider_url), "routes.yaml": routes_yaml("m-a")}
+        {"providers.yaml": provider_file(provider_url), "routes.yaml": routes_yaml("m-a")}
     )
     scene = record(db_url, directory)
     half = version("m-a", TASKS[:10])

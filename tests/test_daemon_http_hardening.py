@@ -31,10 +31,11 @@ from reconciler.daemon.web import (
 )
 from reconciler.errors import ReconcilerError, StateError
 from reconciler.settings import LogFormat
+from tests.builders import provider_file, routes_file
 from tests.conftest import Result, run_reconciler
 from tests.daemon_harness import Daemon, free_port
 from tests.fakeprovider import FakeModel, FakeServer
-from tests.test_daemon import provider_file, routes_file
+from tests.html_checks import LOADS_FROM_ELSEWHERE
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -43,13 +44,6 @@ USER_PASSWORD = "userpart5secret"
 PAGES = ["/", "/docs"]
 EVERY_PATH = [*PAGES, "/healthz", "/readyz", "/readyz/tasks", "/metrics", "/openapi.json"]
 EVERY_PATH += ["/api/v1/status", "/api/v1/readiness", "/api/v1/providers", "/api/v1/routes"]
-# What makes a browser fetch from elsewhere: a script at all, or a src/href/action/url()/@import
-# whose target has a scheme or starts with `//`; and the usual CDN names.
-LOADS_FROM_ELSEWHERE = re.compile(
-    r"<script|@import|\b(?:src|href|action|srcset)\s*=\s*[\"']?\s*(?:[a-z][a-z0-9+.-]*:)?//"
-    r"|url\(\s*[\"']?\s*(?:[a-z][a-z0-9+.-]*:)?//|cdn|jsdelivr|unpkg|googleapis",
-    re.IGNORECASE,
-)
 
 
 def ask(daemon: Daemon, path: str, host: str | None = None) -> httpx.Response:

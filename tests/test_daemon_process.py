@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Engine, text
 from reconciler.adapters.db.engine import make_engine
 from reconciler.adapters.db.store import APPLY_LOCK_KEY
 from reconciler.daemon.metrics import Metrics
+from tests.builders import provider_file
 from tests.conftest import run_reconciler
 from tests.daemon_harness import ROOT, Daemon, free_port
 from tests.fakeprovider import FakeModel, FakeServer
@@ -36,14 +37,9 @@ SECRET_ENV = "RECONCILER_TEST_PLANTED_KEY"
 
 
 def provider_yaml(url: str, *, probe_timeout_s: float = 1, secret: bool = False) -> str:
-    key = f", api_key: {{env: {SECRET_ENV}}}" if secret else ""
-    return f"""\
-version: 1
-providers:
-  local:
-    type: ollama
-    endpoint: {{base_url: "{url}", probe_timeout_s: {probe_timeout_s}{key}}}
-"""
+    return provider_file(
+        url, probe_timeout_s=probe_timeout_s, key_env=SECRET_ENV if secret else None
+    )
 
 
 def routes_yaml(model: str = "llama3.1:8b", count: int = 2) -> str:
@@ -296,7 +292,8 @@ def test_two_daemons_on_postgresql_elect_one_leader_and_the_follower_takes_over_
     assert "this process reconciles" in second.log()
     (directory / "routes.yaml").write_text(routes_yaml("qwen2.5:7b"), "utf-8")
     applied = second.wait_generation(2)
-    assert applied["last_apply"]["changes"] == ["~ route scoring", "~ route task-00001"]
+    changes = applied["last_apply"]["changes"]
+    assert [c.split(" (", 1)[0] for c in changes] == ["~ route scoring", "~ route task-00001"]
     assert snapshot(postgres_url)["routes"] == expected_routes("qwen2.5:7b", 2)
     assert second.stop() == 0
 
@@ -524,10 +521,14 @@ def test_drift_is_reported_or_corrected_at_the_next_resync(
         else:
             daemon.wait_for(lambda: model() == "llama3.1:8b", what="the drift to be corrected")
             status = daemon.wait_generation(2)
-            assert status["last_apply"]["changes"] == ["~ route scoring"]
+            (change,) = status["last_apply"]["changes"]
+            assert change.startswith("~ route scoring (routes.yaml:"), change
+            assert change.endswith(' [drift corrected]: model "x:1b" -> "llama3.1:8b"'), change
             assert status["drift"] == []
             assert daemon.metric("reconciler_drift_corrected_total") == 1
-            assert "corrected drift on 1 row(s)" in daemon.log()
+            assert "corrected drift on 1 row(s) changed outside the files: route scoring" in (
+                daemon.log()
+            )
     finally:
         engine.dispose()
     assert daemon.stop() == 0

@@ -23,9 +23,9 @@ from reconciler.core.scoring import DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_OUTPUT_SC
 from reconciler.core.spec import AnthropicProvider, OllamaProvider, OpenAICompatibleProvider
 from tests.conftest import ROOT, Result
 from tests.fakeprovider import ACME, FakeModel, FakeServer, answering
+from tests.plugin_install import GOOD_MODEL, PLUGIN_SITE, install_plugin
+from tests.scoring_bed import Scene
 from tests.scoring_worker import migrated_database
-from tests.test_anthropic import Scene
-from tests.test_plugins import GOOD_MODEL, PLUGIN_SITE, install_plugin
 
 pytestmark = pytest.mark.timeout(120)
 

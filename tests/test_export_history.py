@@ -13,11 +13,9 @@ from sqlalchemy import Engine, select
 
 from reconciler.adapters.db.engine import make_engine
 from reconciler.adapters.db.tables import ollama_settings, providers, routes
+from tests.builders import EXAMPLE, PROVIDERS, ROUTES
 from tests.conftest import Result
-from tests.test_plan_apply import (
-    EXAMPLE,
-    PROVIDERS,
-    ROUTES,
+from tests.db_inspect import (
     recording_writes,
     rows,
     snapshot,

@@ -25,6 +25,7 @@ from reconciler.adapters.db.engine import make_engine
 from reconciler.adapters.db.tables import providers, routes
 from reconciler.adapters.files import read_files
 from reconciler.errors import ConfigInvalid
+from tests.builders import provider_file
 from tests.conftest import ROOT, Result
 from tests.daemon_harness import Daemon
 from tests.fakeprovider import FakeModel, FakeServer
@@ -32,14 +33,6 @@ from tests.fakeprovider import FakeModel, FakeServer
 pytestmark = pytest.mark.timeout(60)
 
 Run = Callable[..., Result]
-
-PROVIDERS = """\
-version: 1
-providers:
-  local:
-    type: ollama
-    endpoint: {{base_url: "{url}", probe_timeout_s: 1}}
-"""
 
 
 def routes_yaml(model: str, *tasks: str) -> str:
@@ -58,7 +51,7 @@ def config(tmp_path: Path) -> Path:
     """A valid config directory: a provider and four routes on top, one route in `team/`."""
     directory = tmp_path / "config"
     (directory / "team").mkdir(parents=True)
-    (directory / "providers.yaml").write_text(PROVIDERS.format(url="http://127.0.0.1:9"))
+    (directory / "providers.yaml").write_text(provider_file("http://127.0.0.1:9"))
     (directory / "routes.yaml").write_text(routes_yaml("llama3.1:8b", *TOP_TASKS))
     (directory / "team" / "digest.yaml").write_text(routes_yaml("llama3.1:8b", TEAM_TASK))
     return directory
@@ -279,7 +272,7 @@ def test_a_configmap_layout_of_symlinks_into_a_dot_directory_is_read(
     directory = tmp_path / "mounted"
     data = directory / "..2026_11_30_a"
     data.mkdir(parents=True)
-    (data / "providers.yaml").write_text(PROVIDERS.format(url="http://127.0.0.1:9"))
+    (data / "providers.yaml").write_text(provider_file("http://127.0.0.1:9"))
     (data / "routes.yaml").write_text(routes_yaml("llama3.1:8b", "scoring"))
     (directory / "..data").symlink_to(data.name)
     for name in ("providers.yaml", "routes.yaml"):
@@ -391,7 +384,7 @@ def problems_of(daemon: Daemon) -> set[tuple[str, str]]:
 def test_a_fifo_dropped_into_the_watched_directory_is_reported_and_sigterm_still_stops_it(
     start_daemon: Callable[..., Daemon], config: Path, fake: FakeServer, sqlite_url: str
 ) -> None:
-    (config / "providers.yaml").write_text(PROVIDERS.format(url=fake.add("local")))
+    (config / "providers.yaml").write_text(provider_file(fake.add("local")))
     daemon = start_daemon(sqlite_url, config)
     daemon.wait_generation(1)
     os.mkfifo(config / "pipe.yaml")
@@ -416,7 +409,7 @@ def test_a_fifo_dropped_into_the_watched_directory_is_reported_and_sigterm_still
 def test_a_daemon_started_beside_a_non_utf8_name_reports_it_and_applies_once_it_is_renamed(
     start_daemon: Callable[..., Daemon], config: Path, fake: FakeServer, sqlite_url: str
 ) -> None:
-    (config / "providers.yaml").write_text(PROVIDERS.format(url=fake.add("local")))
+    (config / "providers.yaml").write_text(provider_file(fake.add("local")))
     bad = os.fsencode(config) + b"/caf\xe9.yaml"
     with open(bad, "wb") as handle:  # noqa: PTH123 (a bytes path)
         handle.write(routes_yaml("x", "cafe").encode())
@@ -443,14 +436,16 @@ def test_a_symlinked_directory_added_to_a_running_daemon_is_read_and_watched(
     start_daemon: Callable[..., Daemon], config: Path, fake: FakeServer, sqlite_url: str
 ) -> None:
     url = fake.add("local", models=[FakeModel("llama3.1:8b")])
-    (config / "providers.yaml").write_text(PROVIDERS.format(url=url))
+    (config / "providers.yaml").write_text(provider_file(url))
     daemon = start_daemon(sqlite_url, config)  # the resync is a minute away: events only
     daemon.wait_generation(1)
     shared = config.parent / "shared"
     shared.mkdir()
     (shared / "shared.yaml").write_text(routes_yaml("m-a", "shared-task"))
     (config / "shared").symlink_to(shared)
-    assert daemon.wait_generation(2)["last_apply"]["changes"] == ["+ route shared-task"]
+    (change,) = daemon.wait_generation(2)["last_apply"]["changes"]
+    assert change == "+ route shared-task (shared/shared.yaml:3)", change
     (shared / "shared.yaml").write_text(routes_yaml("m-b", "shared-task"))
-    assert daemon.wait_generation(3, timeout=10)["last_apply"]["changes"] == ["~ route shared-task"]
+    (change,) = daemon.wait_generation(3, timeout=10)["last_apply"]["changes"]
+    assert change == '~ route shared-task (shared/shared.yaml:3): model "m-a" -> "m-b"', change
     assert daemon.stop() == 0

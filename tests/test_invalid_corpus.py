@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.core.yamldoc import MAX_BYTES
+from reconciler.core.yaml_problems import MAX_BYTES
 from tests.conftest import FIXTURES, Result
 
 CORPUS = FIXTURES / "invalid"

@@ -28,8 +28,7 @@ from reconciler.daemon.state import DaemonState
 from reconciler.daemon.web import create_app, host_policy
 from tests.daemon_harness import Daemon
 from tests.fakeprovider import OPENAI, FakeModel, FakeServer
-from tests.test_daemon_http_hardening import LOADS_FROM_ELSEWHERE
-from tests.test_status_page import TextOf
+from tests.html_checks import LOADS_FROM_ELSEWHERE, TextOf
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -9,68 +9,28 @@ themselves unchanged (`iterdump()` on SQLite; every row with its `xmin` on Postg
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, inspect, select, text
+from sqlalchemy import Engine, select
 
 from reconciler.adapters.db.engine import make_engine
-from reconciler.adapters.db.tables import providers, reconcile_state, revisions, routes
+from reconciler.adapters.db.tables import providers, revisions, routes
+from tests.builders import EXAMPLE, PROVIDERS, ROUTES, local_ollama_routes
 from tests.conftest import Result
-
-PROVIDERS = """\
-version: 1
-providers:
-  local-ollama:
-    type: ollama
-    enabled: true
-    endpoint:
-      base_url: http://127.0.0.1:11434
-      timeout_s: 60
-      headers: {X-Team: news}
-    keep_alive: 5m
-  openrouter:
-    type: openai_compatible
-    endpoint:
-      base_url: https://openrouter.ai/api/v1
-      api_key: {env: OPENROUTER_API_KEY}
-"""
-
-ROUTES = """\
-version: 1
-routes:
-  scoring:
-    provider: local-ollama
-    model: llama3.1:8b
-    required: true
-    params: {temperature: 0, num_ctx: 8192}
-    fallbacks:
-      - {provider: openrouter, model: meta-llama/llama-3.1-8b-instruct}
-  summarization:
-    provider: local-ollama
-    model: qwen2.5:7b
-    enabled: false
-"""
-
-EXAMPLE = {"providers.yaml": PROVIDERS, "routes.yaml": ROUTES}
-
-
-def routes_file(models: Mapping[str, str], extra: Mapping[str, str] | None = None) -> str:
-    """A routes file: each task on local-ollama with its model, plus optional extra lines."""
-    lines = ["version: 1", "routes:" if models else "routes: {}"]
-    for task, model in models.items():
-        lines += [f"  {task}:", "    provider: local-ollama", f'    model: "{model}"']
-        lines += [f"    {line}" for line in (extra or {}).get(task, "").splitlines()]
-    return "\n".join(lines) + "\n"
-
-
-def url_of(engine: Engine) -> str:
-    return engine.url.render_as_string(hide_password=False)
-
+from tests.db_inspect import (
+    generation,
+    insert_unmanaged_provider,
+    insert_unmanaged_route,
+    recording_writes,
+    revision_count,
+    rows,
+    snapshot,
+    sql,
+    url_of,
+)
 
 Run = Callable[..., Result]
 
@@ -88,81 +48,10 @@ def rc(cli: Run, engine: Engine) -> Run:
     return run
 
 
-@contextmanager
-def recording_writes() -> Iterator[list[str]]:
-    """Every INSERT/UPDATE/DELETE that any engine in this process sends (the CLI makes its own)."""
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.lstrip().split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
-            seen.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(Engine, "before_cursor_execute", record)
-
-
 @pytest.fixture
 def writes() -> Iterator[list[str]]:
     with recording_writes() as seen:
         yield seen
-
-
-def snapshot(engine: Engine) -> str:
-    """The database's content as text; any write shows (PostgreSQL: `xmin` moves on UPDATE)."""
-    if engine.dialect.name == "sqlite":
-        database = engine.url.database
-        assert database
-        with sqlite3.connect(database) as conn:
-            return "\n".join(conn.iterdump())
-    lines = []
-    with engine.connect() as conn:
-        for table in sorted(inspect(conn).get_table_names()):
-            query = text(f'SELECT xmin::text AS x, t::text AS row FROM "{table}" t ORDER BY 2')
-            lines += [f"{table} {r.x} {r.row}" for r in conn.execute(query)]
-    return "\n".join(lines)
-
-
-def generation(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(select(reconcile_state.c.generation)).scalar_one())
-
-
-def revision_count(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return len(conn.execute(select(revisions.c.id)).all())
-
-
-def rows(engine: Engine, table: Any, key: str) -> dict[str, Any]:
-    with engine.connect() as conn:
-        return {r._mapping[key]: r for r in conn.execute(select(table))}
-
-
-def sql(engine: Engine, statement: str) -> None:
-    with engine.begin() as conn:
-        conn.execute(text(statement))
-
-
-def insert_unmanaged_route(engine: Engine, task: str, provider: str, fallbacks: str = "[]") -> None:
-    sql(
-        engine,
-        "INSERT INTO llm_task_routes (task, provider, model, enabled, required, protect, params, "
-        "fallbacks, managed_by, created_at, updated_at) VALUES "
-        f"('{task}', '{provider}', 'hand-made', true, false, false, '{{}}', '{fallbacks}', "
-        "'ops', '2024-01-01 00:00:00', '2024-01-01 00:00:00')",
-    )
-
-
-def insert_unmanaged_provider(engine: Engine, name: str) -> None:
-    config = '{"endpoint": {"base_url": "http://10.0.0.9:11434"}}'
-    sql(
-        engine,
-        "INSERT INTO llm_provider_configs (name, type, enabled, protect, config, managed_by, "
-        f"created_at, updated_at) VALUES ('{name}', 'ollama', true, false, '{config}', 'ops', "
-        "'2024-01-01 00:00:00', '2024-01-01 00:00:00')",
-    )
 
 
 # --- create, no-op --------------------------------------------------------------------------
@@ -219,10 +108,10 @@ def test_changing_k_of_200_routes_writes_exactly_k_rows(
     rc: Run, engine: Engine, write_config: Callable[..., Path], writes: list[str]
 ) -> None:
     models = {f"task-{i:03d}": f"model-{i}" for i in range(200)}
-    config = write_config({"providers.yaml": PROVIDERS, "routes.yaml": routes_file(models)})
+    config = write_config({"providers.yaml": PROVIDERS, "routes.yaml": local_ollama_routes(models)})
     assert rc(config, "apply").code == 0
     changed = {"task-007": "model-7b", "task-100": "model-100b", "task-199": "model-199b"}
-    write_config({"routes.yaml": routes_file({**models, **changed})})
+    write_config({"routes.yaml": local_ollama_routes({**models, **changed})})
     writes.clear()
     result = rc(config, "apply")
     assert result.code == 0, result.output
@@ -250,11 +139,13 @@ def test_plan_shows_updates_field_by_field_in_text_and_in_stable_versioned_json(
     endpoint: {base_url: http://10.0.0.3:11434}
 """
     models = {f"t{i}": "m" for i in range(6)}
-    config = write_config({"providers.yaml": PROVIDERS + extra, "routes.yaml": routes_file(models)})
+    config = write_config(
+        {"providers.yaml": PROVIDERS + extra, "routes.yaml": local_ollama_routes(models)}
+    )
     assert rc(config, "apply").code == 0
     kept = {"t0": "m", "t2": "m-new", "t4": "m", "t5": "m", "new-b": "m", "new-a": "m"}
     changed_providers = PROVIDERS.replace("keep_alive: 5m", "keep_alive: 10m")
-    write_config({"providers.yaml": changed_providers, "routes.yaml": routes_file(kept)})
+    write_config({"providers.yaml": changed_providers, "routes.yaml": local_ollama_routes(kept)})
 
     text_plan = rc(config, "plan")
     assert text_plan.code == 0, text_plan.output
@@ -347,7 +238,7 @@ def test_unmanaged_rows_are_listed_never_touched_and_adopted_once_declared(
     ]
 
     # Declaring one in the files adopts it, with no other change.
-    write_config({"more.yaml": routes_file({"adoptee": "hand-made"})})
+    write_config({"more.yaml": local_ollama_routes({"adoptee": "hand-made"})})
     adopt = rc(config, "plan", "--detailed-exitcode")
     assert adopt.code == 2, adopt.output
     assert "adopt route 'adoptee'" in adopt.stdout
@@ -374,23 +265,23 @@ def test_removed_routes_are_deleted_but_deleting_more_than_half_needs_allow_mass
     rc: Run, engine: Engine, write_config: Callable[..., Path], writes: list[str]
 ) -> None:
     models = {f"r{i}": "m" for i in range(8)}
-    config = write_config({"routes.yaml": routes_file(models), "p.yaml": PROVIDERS})
+    config = write_config({"routes.yaml": local_ollama_routes(models), "p.yaml": PROVIDERS})
     assert rc(config, "apply").code == 0  # 10 managed rows
 
-    write_config({"routes.yaml": routes_file({f"r{i}": "m" for i in range(1, 8)})})
+    write_config({"routes.yaml": local_ollama_routes({f"r{i}": "m" for i in range(1, 8)})})
     plan = rc(config, "plan")
     assert "- delete route 'r0'" in plan.stdout
     assert "0 to create, 0 to update, 1 to delete, 9 unchanged." in plan.stdout
     assert rc(config, "apply").code == 0  # 1 of 10
     assert "r0" not in rows(engine, routes, "task")
 
-    write_config({"routes.yaml": routes_file({f"r{i}": "m" for i in range(5, 8)})})
+    write_config({"routes.yaml": local_ollama_routes({f"r{i}": "m" for i in range(5, 8)})})
     assert rc(config, "apply").code == 0  # 4 of 9: not more than half
     assert set(rows(engine, routes, "task")) == {"r5", "r6", "r7"}
 
     # 5 managed rows left: deleting 3 (more than half) or all 5 is refused.
     cases = [
-        ({"p.yaml": PROVIDERS, "routes.yaml": routes_file({})}, 3),
+        ({"p.yaml": PROVIDERS, "routes.yaml": local_ollama_routes({})}, 3),
         ({"p.yaml": "version: 1\n", "routes.yaml": "version: 1\n"}, 5),
     ]
     for files, deleted in cases:
@@ -440,9 +331,15 @@ def test_a_protected_row_is_not_deleted_until_a_change_sets_protect_false(
     def files(flag: str | None) -> dict[str, str]:
         """Both protected rows declared with `protect: flag`, or (None) both removed."""
         if flag is None:
-            return {"p.yaml": PROVIDERS, "r.yaml": routes_file({"a": "m", "b": "m", "c": "m"})}
+            return {
+                "p.yaml": PROVIDERS,
+                "r.yaml": local_ollama_routes({"a": "m", "b": "m", "c": "m"}),
+            }
         extra = {"scoring": f"protect: {flag}"}
-        return {"p.yaml": PROVIDERS + spare.format(flag=flag), "r.yaml": routes_file(models, extra)}
+        return {
+            "p.yaml": PROVIDERS + spare.format(flag=flag),
+            "r.yaml": local_ollama_routes(models, extra),
+        }
 
     config = write_config(files("true"))
     assert rc(config, "apply").code == 0
@@ -488,7 +385,7 @@ def test_deleting_a_provider_still_used_by_an_unmanaged_route_is_refused(
     )
     models = {f"r{i}": "m" for i in range(4)}
     config = write_config(
-        {"providers.yaml": PROVIDERS + spares, "routes.yaml": routes_file(models)}
+        {"providers.yaml": PROVIDERS + spares, "routes.yaml": local_ollama_routes(models)}
     )
     assert rc(config, "apply").code == 0
     insert_unmanaged_route(engine, "handmade", "spare")

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Result, run_reconciler
-
-PLUGIN_SITE = Path(__file__).resolve().parent / "plugin_pkg"
+from tests.plugin_install import GOOD_MODEL, PLUGIN_SITE, install_plugin
 
 CONFIG = """\
 version: 1
@@ -44,14 +43,6 @@ routes:
 """
 TYPO = CONFIG.replace("    region: eu", "    regoin: eu")  # line 11, column 5
 
-GOOD_MODEL = """\
-from typing import Literal
-from reconciler.core.registry import ProviderType
-from reconciler.core.spec import ProviderSpec
-
-class Acme(ProviderSpec):
-    type: Literal["acme"] = "acme"
-"""
 BROKEN_PLUGINS = {
     "raises-on-import": (
         "raise RuntimeError('the acme SDK is not installed')\n",
@@ -83,18 +74,6 @@ BROKEN_PLUGINS = {
     ),
 }
 BROKEN_ENTRY = "'acme = acme_broken:PROVIDER_TYPE' (acme-broken 1.0)"
-
-
-def install_plugin(site: Path, source: str) -> Path:
-    """Write `acme_broken.py` and its dist-info, as `pip install acme-broken` would."""
-    info = site / "acme_broken-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-broken\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(
-        "[reconciler.providers]\nacme = acme_broken:PROVIDER_TYPE\n"
-    )
-    (site / "acme_broken.py").write_text(source)
-    return site
 
 
 @pytest.fixture(scope="module")

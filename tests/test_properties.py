@@ -15,7 +15,8 @@ from reconciler.core.config import ConfigLoader, DesiredState
 from reconciler.core.plan import MANAGED, Observed, desired_items, essence_hash, make_plan
 from reconciler.core.registry import ProviderRegistry
 from reconciler.core.spec import ProviderSpec, RouteSpec
-from reconciler.core.yamldoc import YamlProblems, parse_document
+from reconciler.core.yaml_problems import YamlProblems
+from reconciler.core.yamldoc import parse_document
 from reconciler.errors import ConfigInvalid, Problem
 from tests.conftest import ROOT
 

@@ -14,16 +14,14 @@ import pytest
 
 from reconciler.adapters.db import queue_store as queue
 from reconciler.adapters.db.engine import make_engine
-from reconciler.adapters.db.tables import scoring_jobs
 from reconciler.core.scoring import parse_duration, parse_since
+from tests.builders import items
 from tests.conftest import Result
-from tests.fakeprovider import OPENAI, FakeModel, FakeServer, answering, failing
+from tests.fakeprovider import FakeServer, answering, failing
+from tests.scoring_bed import NOW, Bed, put_jobs, set_up_bed
 from tests.scoring_worker import empty_queue, job_rows, migrated_database
-from tests.test_scoring import Bed, items
 
 pytestmark = pytest.mark.timeout(120)
-
-NOW = datetime.now(UTC)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -45,49 +43,7 @@ def url(database: str) -> str:
 @pytest.fixture
 def bed(url: str, fake: FakeServer, tmp_path: Path, cli: Callable[..., Result]) -> Bed:
     """The fake providers and routes of tests/test_scoring.py, on this module's database."""
-    models = [FakeModel("llama3.1:8b", loaded=True), FakeModel("qwen2.5:7b")]
-    fake.add("local", models=models, chat=answering())
-    fake.add("cloud", kind=OPENAI, models=[FakeModel("gpt-4o-mini")], chat=answering(0.6))
-    (tmp_path / "config").mkdir()
-    setup = Bed(url, tmp_path / "config", fake, cli)
-    setup.apply()
-    return setup
-
-
-def put_jobs(url: str, *jobs: dict[str, Any]) -> None:
-    """Write jobs straight into the queue: done ones by default, with a typical answer."""
-    defaults: dict[str, Any] = {
-        "task": "scoring",
-        "payload": {"text": "x"},
-        "status": "done",
-        "attempts": 1,
-        "not_before": NOW,
-        "lease_owner": None,
-        "lease_expires_at": None,
-        "provider": "local",
-        "model": "llama3.1:8b",
-        "result": {"score": 0.5, "rationale": "fine"},
-        "latency_ms": 12.5,
-        "prompt_tokens": 42,
-        "completion_tokens": 9,
-        "error": None,
-        "created_at": NOW,
-        "updated_at": NOW,
-        "finished_at": NOW,
-    }
-    rows = [{**defaults, **job} for job in jobs]
-    for row in rows:
-        if row["status"] in ("queued", "leased"):
-            row.update(finished_at=None, result=None, provider=None, model=None)
-        if row["status"] == "dead":
-            row.update(result=None, provider=None, model=None, latency_ms=None)
-            row.update(prompt_tokens=None, completion_tokens=None)
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(scoring_jobs.insert(), rows)
-    finally:
-        engine.dispose()
+    return set_up_bed(url, fake, tmp_path, cli)
 
 
 def by_item(url: str) -> dict[str, dict[str, Any]]:

@@ -22,11 +22,11 @@ from reconciler.adapters.db.engine import make_engine
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.state import DaemonState
 from reconciler.daemon.web import create_app, host_policy
+from tests.builders import items
 from tests.conftest import Result
-from tests.fakeprovider import OPENAI, FakeModel, FakeServer, answering
+from tests.fakeprovider import FakeServer, answering
+from tests.scoring_bed import Bed, put_jobs, set_up_bed
 from tests.scoring_worker import empty_queue, migrated_database
-from tests.test_queue_operations import put_jobs
-from tests.test_scoring import Bed, items
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -62,13 +62,7 @@ def run(url: str, cli: Callable[..., Result]) -> Callable[..., Result]:
 @pytest.fixture
 def bed(url: str, fake: FakeServer, tmp_path: Path, cli: Callable[..., Result]) -> Bed:
     """The fake providers and routes of tests/test_scoring.py, on this module's database."""
-    models = [FakeModel("llama3.1:8b", loaded=True), FakeModel("qwen2.5:7b")]
-    fake.add("local", models=models, chat=answering())
-    fake.add("cloud", kind=OPENAI, models=[FakeModel("gpt-4o-mini")], chat=answering(0.6))
-    (tmp_path / "config").mkdir()
-    setup = Bed(url, tmp_path / "config", fake, cli)
-    setup.apply()
-    return setup
+    return set_up_bed(url, fake, tmp_path, cli)
 
 
 def ten_jobs(url: str) -> datetime:

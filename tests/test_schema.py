@@ -13,7 +13,8 @@ from jsonschema import Draft202012Validator
 from bench.generate import write_config
 from reconciler.adapters.files import discover
 from reconciler.core.config import ConfigLoader
-from reconciler.core.yamldoc import YamlProblems, parse_document
+from reconciler.core.yaml_problems import YamlProblems
+from reconciler.core.yamldoc import parse_document
 from reconciler.errors import ConfigInvalid
 from tests.conftest import FIXTURES, ROOT, Result
 

@@ -5,26 +5,20 @@ the daemon. Every test runs on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from reconciler.adapters.db.engine import make_engine
-from reconciler.adapters.db.store import current_generation
-from reconciler.adapters.plugins import load_registry
 from reconciler.core.scoring import DEFAULT_OUTPUT_SCHEMA, SCORING_RUBRIC
-from reconciler.scoring import ScoreStats, ScoringOptions, ScoringWorker
+from reconciler.scoring import ScoringOptions
+from tests.builders import LABEL_PROMPT, LABEL_SCHEMA, items
 from tests.conftest import Result
 from tests.daemon_harness import Daemon
 from tests.fakeprovider import (
-    OPENAI,
     Calls,
     FakeModel,
     FakeServer,
@@ -33,107 +27,8 @@ from tests.fakeprovider import (
     item_of,
     rate_limited_once,
 )
+from tests.scoring_bed import Bed, set_up_bed
 from tests.scoring_worker import Worker, empty_queue, job_rows, migrated_database
-
-LABEL_PROMPT = "Label the message as spam or ham. Answer with JSON."
-LABEL_SCHEMA = {
-    "type": "object",
-    "properties": {"label": {"type": "string", "enum": ["spam", "ham"]}},
-    "required": ["label"],
-    "additionalProperties": False,
-}
-FAST = ScoringOptions(max_attempts=2, backoff_base_s=0.01, idle_poll_s=0.05)
-
-
-def config(local: str, cloud: str, triage_model: str = "llama3.1:8b") -> str:
-    """Four routes: with a fallback, alone, and two with their own prompt and output schema."""
-    label = f"prompt: {json.dumps(LABEL_PROMPT)}\n    output_schema: {json.dumps(LABEL_SCHEMA)}"
-    return f"""\
-version: 1
-providers:
-  local:
-    type: ollama
-    endpoint: {{base_url: "{local}", probe_timeout_s: 1, timeout_s: 10}}
-    max_concurrency: 4
-  cloud:
-    type: openai_compatible
-    endpoint: {{base_url: "{cloud}", probe_timeout_s: 1, timeout_s: 10}}
-routes:
-  scoring:
-    provider: local
-    model: llama3.1:8b
-    required: true
-    fallbacks:
-      - {{provider: cloud, model: gpt-4o-mini}}
-  triage:
-    provider: local
-    model: {triage_model}
-  labelling:
-    provider: local
-    model: llama3.1:8b
-    {label}
-  extraction:
-    provider: cloud
-    model: gpt-4o-mini
-    {label}
-"""
-
-
-def items(count: int, prefix: str = "item") -> list[dict[str, Any]]:
-    return [{"id": f"{prefix}-{i:02d}", "text": f"{prefix} number {i}"} for i in range(count)]
-
-
-@dataclass
-class Bed:
-    """Fake providers, this module's database with the routes applied, and ways to use them."""
-
-    url: str
-    directory: Path
-    fake: FakeServer
-    cli: Callable[..., Result]
-
-    def run(self, *args: str | Path) -> Result:
-        return self.cli("--database-url", self.url, "--config", self.directory, *args)
-
-    def apply(self, triage_model: str = "llama3.1:8b") -> None:
-        text = config(self.fake.base_url("local"), self.fake.base_url("cloud"), triage_model)
-        (self.directory / "config.yaml").write_text(text, encoding="utf-8")
-        applied = self.run("apply")
-        assert applied.code == 0, applied.output
-
-    def enqueue(self, task: str, given: list[dict[str, Any]]) -> None:
-        source = self.directory.parent / f"{task}-{time.monotonic_ns()}.jsonl"
-        source.write_text("".join(json.dumps(i) + "\n" for i in given), encoding="utf-8")
-        result = self.run("enqueue", task, source)
-        assert result.code == 0, result.output
-
-    def drain(self, task: str, options: ScoringOptions = FAST) -> ScoreStats:
-        """Work the queue in this process, the task taken as servable (nothing probed)."""
-        engine = make_engine(self.url)
-        try:
-            worker = ScoringWorker(engine, load_registry(), env={}, options=options)
-            return asyncio.run(worker.drain({task}))
-        finally:
-            engine.dispose()
-
-    def rows(self, task: str | None = None) -> dict[str, dict[str, Any]]:
-        return {r["item_id"]: r for r in job_rows(self.url) if task in (None, r["task"])}
-
-    def generation(self) -> int:
-        engine = make_engine(self.url)
-        try:
-            with engine.connect() as conn:
-                return current_generation(conn)
-        finally:
-            engine.dispose()
-
-    def chats(self, provider: str) -> list[Any]:
-        """The bodies of the chat requests a fake provider received, in order."""
-        return [
-            r.body
-            for r in self.fake.requests
-            if r.provider == provider and r.path in ("/api/chat", "/v1/chat/completions")
-        ]
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -149,13 +44,7 @@ def database(
 @pytest.fixture
 def bed(database: str, fake: FakeServer, tmp_path: Path, cli: Callable[..., Result]) -> Bed:
     empty_queue(database)
-    models = [FakeModel("llama3.1:8b", loaded=True), FakeModel("qwen2.5:7b")]
-    fake.add("local", models=models, chat=answering())
-    fake.add("cloud", kind=OPENAI, models=[FakeModel("gpt-4o-mini")], chat=answering(0.6))
-    (tmp_path / "config").mkdir()
-    setup = Bed(database, tmp_path / "config", fake, cli)
-    setup.apply()
-    return setup
+    return set_up_bed(database, fake, tmp_path, cli)
 
 
 # --- scoring end to end ------------------------------------------------------------------------
@@ -480,11 +369,11 @@ def test_a_sigkilled_daemons_jobs_are_taken_over_within_ten_seconds_and_scored_o
     bed.fake.behaviours["local"].chat = calls
     daemon = start_daemon(bed.url, bed.directory)
     daemon.wait_for(lambda: daemon.get("/readyz/tasks").status_code == 200, what="tasks ready")
-    bed.fake.behaviours["local"].chat_delay_s = 0.5  # slow: a batch is in flight at the kill
-    bed.enqueue("triage", items(40))
-    daemon.wait_for(lambda: jobs_of(daemon, "triage").get("done", 0) >= 4, what="4 jobs done")
     with Worker.start(bed.url, "triage", "--wait-go") as other:
         other.read_until("ready")
+        bed.fake.behaviours["local"].chat_delay_s = 0.5  # slow: calls are in flight at the kill
+        bed.enqueue("triage", items(40))
+        daemon.wait_for(lambda: jobs_of(daemon, "triage").get("done", 0) >= 4, what="4 done")
         daemon.send(signal.SIGKILL)
         daemon.proc.wait()
         killed_at = time.monotonic()

@@ -16,8 +16,9 @@ import pytest
 import yaml
 from sqlalchemy import Engine, inspect, text
 
+from tests.builders import PROVIDERS, ROUTES
 from tests.conftest import Result, run_reconciler
-from tests.test_plan_apply import PROVIDERS, ROUTES, url_of
+from tests.db_inspect import url_of
 
 SECRETS = PROVIDERS.replace(
     "headers: {X-Team: news}", "headers: {X-Team: news, Authorization: {env: OPENROUTER_API_KEY}}"

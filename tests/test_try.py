@@ -14,18 +14,17 @@ from typing import Any
 import pytest
 
 from reconciler.core.scoring import DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_OUTPUT_SCHEMA
+from tests.builders import items
 from tests.conftest import Result
 from tests.fakeprovider import (
-    OPENAI,
     Behaviour,
     Calls,
-    FakeModel,
     FakeServer,
     answering,
     failing,
 )
+from tests.scoring_bed import FAST, Bed, set_up_bed
 from tests.scoring_worker import empty_queue, job_rows, migrated_database
-from tests.test_scoring import FAST, Bed, items
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -47,13 +46,7 @@ def database(
 def bed(database: str, fake: FakeServer, tmp_path: Path, cli: Callable[..., Result]) -> Bed:
     """The fake providers and routes of tests/test_scoring.py, on this module's database."""
     empty_queue(database)
-    models = [FakeModel("llama3.1:8b", loaded=True), FakeModel("qwen2.5:7b")]
-    fake.add("local", models=models, chat=answering())
-    fake.add("cloud", kind=OPENAI, models=[FakeModel("gpt-4o-mini")], chat=answering(0.6))
-    (tmp_path / "config").mkdir()
-    setup = Bed(database, tmp_path / "config", fake, cli)
-    setup.apply()
-    return setup
+    return set_up_bed(database, fake, tmp_path, cli)
 
 
 class InTurn:

@@ -14,10 +14,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from reconciler.adapters.files import paused_gc
 from reconciler.core.config import ConfigLoader
 from reconciler.core.plan import Kind, Observed, desired_items, diff, essence_hash
-from reconciler.core.plan_doc import essence_of, route_references, row_problems, shown_key
+from reconciler.core.plan_doc import route_references, shown_key
 from reconciler.core.registry import ProviderRegistry
+from reconciler.core.row_check import essence_of, row_problems
 from reconciler.core.spec import ProviderSpec, RouteSpec
 from reconciler.core.text import has_control
 from reconciler.core.yamldoc import plain_scalar
@@ -91,7 +93,8 @@ def _reload_problems(
 ) -> list[str]:
     """What the loader says of the files, or the rows it reads back differently."""
     try:
-        state = ConfigLoader(registry).load(list(files.items()))
+        with paused_gc():
+            state = ConfigLoader(registry).load(list(files.items()))
     except ConfigInvalid as exc:
         return [f"{p.file} (not written): {p.path}: {p.message}" for p in exc.problems]
     reloaded = {(d.kind, d.key): d.essence for d in desired_items(state)}

@@ -21,14 +21,16 @@ The rules, the same for the CLI and the daemon:
 from __future__ import annotations
 
 import fnmatch
+import gc
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.core.text import escape_control
-from reconciler.core.yamldoc import MAX_BYTES
+from reconciler.core.yaml_problems import MAX_BYTES
 from reconciler.errors import ConfigInvalid, Problem
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -294,3 +296,16 @@ def _is_utf8(path: str | os.PathLike[str]) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic collector: building large trees of fresh objects (loading the config
+    files, reading every row) triggers it uselessly."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from typer.core import TyperArgument
 
 from reconciler import __version__, logs
-from reconciler.core.diagnostics import error_message
+from reconciler.core.wording import error_message
 from reconciler.errors import StateError
 from reconciler.logs import LogFormat
 

@@ -36,7 +36,7 @@ def validate(
     ] = False,
 ) -> int:
     """Check the config files; no database needed. Exit 0 when valid, 1 when not."""
-    from reconciler.adapters.files import load_sources
+    from reconciler.adapters.files import load_sources, paused_gc
     from reconciler.adapters.plugins import load_registry
     from reconciler.core.config import ConfigLoader
     from reconciler.render import problems_github, problems_json, problems_text
@@ -47,7 +47,10 @@ def validate(
     try:
         sources = load_sources(targets)
         files = len(sources)
-        state = ConfigLoader(load_registry()).load(sources, env=os.environ if check_env else None)
+        with paused_gc():
+            state = ConfigLoader(load_registry()).load(
+                sources, env=os.environ if check_env else None
+            )
     except ConfigInvalid as exc:
         problems = exc.problems
     if output is ProblemFormat.json:

@@ -124,8 +124,8 @@ def _read_items(name: str, path: Path | None) -> tuple[list[tuple[str, dict[str,
 def _item(name: str, number: int, line: str, problems: list[Problem]) -> JobInput | None:
     from pydantic import ValidationError
 
-    from reconciler.core.diagnostics import error_message
     from reconciler.core.scoring import JobInput
+    from reconciler.core.wording import error_message
 
     try:
         value = jsonsafe.loads(line)

@@ -343,8 +343,8 @@ def try_(
     from reconciler.adapters.plugins import load_registry
     from reconciler.ask import RouteFailure, ask_once
     from reconciler.cli.database import open_database
-    from reconciler.core.diagnostics import error_message
     from reconciler.core.scoring import JobInput
+    from reconciler.core.wording import error_message
 
     check_task(task)
     given = sys.stdin.read() if text == "-" else text

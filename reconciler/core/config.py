@@ -8,104 +8,34 @@ checked over the whole set every time (they are cheap).
 
 from __future__ import annotations
 
-import gc
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping, Sequence
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
-from yaml.nodes import MappingNode, ScalarNode
-
-from reconciler.core.diagnostics import control_problems, problem_at, validation_problems
+from reconciler.core.config_file import validate_file
+from reconciler.core.desired import (
+    DeclaredProvider,
+    DeclaredRoute,
+    DesiredState,
+    FileResult,
+    Source,
+    dumped,
+)
+from reconciler.core.diagnostics import problem_at
 from reconciler.core.registry import ProviderRegistry
-from reconciler.core.spec import NAME_HINT, FileHeader, Name, ProviderSpec, RouteSpec
-from reconciler.core.suggest import Suggester, suggest
-from reconciler.core.yamldoc import YamlDocument, YamlProblems, parse_document
+from reconciler.core.suggest import Suggester
+from reconciler.core.yamldoc import YamlDocument, parse_document
 from reconciler.errors import ConfigInvalid, Problem
 
-_NAMES = TypeAdapter(Name)
-_SECTIONS = ("providers", "routes")
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """Where a declaration came from."""
-
-    file: str
-    line: int
-    column: int
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}"
-
-
-def dumped(spec: BaseModel, memo: dict[str, Any]) -> dict[str, Any]:
-    """`spec` as JSON data, kept in `memo`: the loader reuses objects of unchanged files."""
-    if "dump" not in memo:
-        memo["dump"] = spec.model_dump(mode="json")
-    dump: dict[str, Any] = memo["dump"]
-    return dump
-
-
-@dataclass(frozen=True, slots=True)
-class DeclaredProvider:
-    name: str
-    spec: ProviderSpec
-    source: Source
-    # Values derived from the spec, computed once (see `dumped`).
-    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class DeclaredRoute:
-    task: str
-    spec: RouteSpec
-    source: Source
-    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class FileResult:
-    """One file, parsed and validated on its own."""
-
-    name: str
-    digest: str
-    providers: tuple[DeclaredProvider, ...]
-    routes: tuple[DeclaredRoute, ...]
-    problems: tuple[Problem, ...]
-    provider_names: frozenset[str] = frozenset()  # every name declared, valid spec or not
-
-
-@dataclass(frozen=True, slots=True)
-class DesiredState:
-    """Everything the files declare, merged and cross-checked."""
-
-    providers: Mapping[str, DeclaredProvider]
-    routes: Mapping[str, DeclaredRoute]
-    files: tuple[tuple[str, str], ...]  # (name, sha256) in load order
-    digest: str = field(default="")
-
-    def secret_env_names(self) -> set[str]:
-        """Names of every environment variable a secret reference points at."""
-        return {
-            ref.env
-            for declared in self.providers.values()
-            for ref in declared.spec.endpoint.secret_refs()
-        }
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """Pause the cyclic collector: building large trees of fresh objects triggers it uselessly."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+__all__ = [
+    "ConfigLoader",
+    "DeclaredProvider",
+    "DeclaredRoute",
+    "DesiredState",
+    "FileResult",
+    "Source",
+    "dumped",
+    "validate_file",
+]
 
 
 class ConfigLoader:
@@ -124,14 +54,13 @@ class ConfigLoader:
     ) -> DesiredState:
         """Validate `files`, in the order given; raise `ConfigInvalid` with every problem.
 
-        With `env`, every secret reference must name a variable present in it. The collector is
-        paused throughout: it would only trace the fresh trees again and again (DESIGN section 8),
-        and more often the more problems there are to report.
+        With `env`, every secret reference must name a variable present in it. Callers pause the
+        collector around it (`reconciler.adapters.files.paused_gc`): it would only trace the fresh
+        trees again and again (DESIGN section 8), and more often the more problems there are.
         """
-        with paused_gc():
-            state, problems = self._checked(files, env)
-            if problems:
-                raise ConfigInvalid(problems)
+        state, problems = self._checked(files, env)
+        if problems:
+            raise ConfigInvalid(problems)
         return state
 
     def _checked(
@@ -159,194 +88,6 @@ class ConfigLoader:
             cached = validate_file(name, data, digest, self.registry)
             self._cache[key] = cached
         return cached
-
-
-def validate_file(name: str, data: bytes, digest: str, registry: ProviderRegistry) -> FileResult:
-    """Parse and validate one file on its own (no cross-file checks)."""
-    try:
-        doc = parse_document(name, data)
-    except YamlProblems as exc:
-        return FileResult(name, digest, (), (), tuple(exc.problems))
-    if not isinstance(doc.value, dict):
-        problem = problem_at(
-            doc,
-            (),
-            "not_a_mapping",
-            "the top level of a config file must be a mapping",
-            "start the file with `version: 1`, then `providers:` and/or `routes:`",
-        )
-        return FileResult(name, digest, (), (), (problem,))
-    problems: list[Problem] = []
-    raw_providers, raw_routes, known_version = _sections(doc, problems)
-    names = frozenset(raw_providers)
-    if not known_version:
-        return FileResult(name, digest, (), (), tuple(problems), names)
-    providers = _providers(doc, raw_providers, registry, problems)
-    routes = _routes(doc, raw_routes, problems)
-    if doc.controls:
-        problems = _one_per_place(problems, control_problems(doc))
-    return FileResult(name, digest, tuple(providers), tuple(routes), tuple(problems), names)
-
-
-def _one_per_place(problems: list[Problem], controls: list[Problem]) -> list[Problem]:
-    """A control character is the cause of what else its string fails (a name pattern, a URL).
-
-    Where it is, it is the one problem reported; unless the string is a literal credential,
-    which is the graver mistake and stays the one reported.
-    """
-    secret = {(p.line, p.column) for p in problems if p.code == "secret_literal"}
-    controls = [c for c in controls if (c.line, c.column) not in secret]
-    taken = {(c.line, c.column) for c in controls}
-    return [p for p in problems if (p.line, p.column) not in taken] + controls
-
-
-def _sections(
-    doc: YamlDocument, problems: list[Problem]
-) -> tuple[dict[str, Any], dict[str, Any], bool]:
-    """The `providers` and `routes` mappings of a file whose top level is a mapping.
-
-    A problem in the header (an unknown top-level key, a section that is not a mapping) does not
-    stop the other sections from being checked: every problem is reported in one run. A wrong
-    `version` does: the rest of the file is in a format this code does not know. Either way the
-    provider names are kept, so routes elsewhere that name them are not reported as well.
-    """
-    try:
-        header = FileHeader.model_validate(doc.value)
-    except ValidationError as exc:
-        problems.extend(validation_problems(doc, (), exc, FileHeader))
-        providers, routes = (
-            value if isinstance(value := doc.value.get(section), dict) else {}
-            for section in _SECTIONS
-        )
-        errors = exc.errors(include_url=False, include_input=False)
-        known_version = all(error["loc"][:1] != ("version",) for error in errors)
-        return providers, routes, known_version
-    return header.providers, header.routes, True
-
-
-def _providers(
-    doc: YamlDocument, raw: dict[str, Any], registry: ProviderRegistry, problems: list[Problem]
-) -> list[DeclaredProvider]:
-    marks = _entry_marks(doc, "providers")
-    declared = []
-    for name, body in raw.items():
-        path = ("providers", name)
-        if not _valid_name(doc, path, "provider", problems):
-            continue
-        model = _provider_model(doc, path, body, registry, problems)
-        if model is None:
-            continue
-        try:
-            spec = model.model_validate(body)
-        except ValidationError as exc:
-            problems.extend(validation_problems(doc, path, exc, model))
-            continue
-        declared.append(DeclaredProvider(name, spec, marks[name]))
-    return declared
-
-
-def _provider_model(
-    doc: YamlDocument,
-    path: tuple[str, str],
-    body: Any,
-    registry: ProviderRegistry,
-    problems: list[Problem],
-) -> type[ProviderSpec] | None:
-    types = registry.names()
-    if not isinstance(body, dict):
-        problems.append(
-            problem_at(
-                doc,
-                path,
-                "model_type",
-                "a provider must be a mapping with `type:` and `endpoint:`",
-                f"for example `type: {types[0]}` and `endpoint: {{base_url: http://...}}`",
-            )
-        )
-        return None
-    type_name = body.get("type")
-    if type_name is None:
-        problems.append(
-            problem_at(
-                doc,
-                (*path, "type"),
-                "missing_field",
-                "missing required field 'type'",
-                "add `type:` with one of: " + ", ".join(types),
-            )
-        )
-        return None
-    provider_type = registry.get(type_name) if isinstance(type_name, str) else None
-    if provider_type is None:
-        problems.append(
-            problem_at(
-                doc,
-                (*path, "type"),
-                "unknown_type",
-                f"unknown provider type {str(type_name)!r}",
-                suggest(str(type_name), types) + " (registered: " + ", ".join(types) + ")",
-            )
-        )
-        return None
-    return provider_type.config_model
-
-
-def _routes(doc: YamlDocument, raw: dict[str, Any], problems: list[Problem]) -> list[DeclaredRoute]:
-    """Each route on its own, so one bad route hides neither the others nor their problems."""
-    marks = _entry_marks(doc, "routes")
-    declared = []
-    for task, body in raw.items():
-        path = ("routes", task)
-        if not _valid_name(doc, path, "task", problems):
-            continue
-        if not isinstance(body, dict):
-            problems.append(
-                problem_at(
-                    doc,
-                    path,
-                    "model_type",
-                    "a route must be a mapping with `provider:` and `model:`",
-                    "for example `provider: local-ollama` and `model: llama3.1:8b`",
-                )
-            )
-            continue
-        try:
-            spec = RouteSpec.model_validate(body)
-        except ValidationError as exc:
-            problems.extend(validation_problems(doc, path, exc, RouteSpec))
-            continue
-        declared.append(DeclaredRoute(task, spec, marks[task]))
-    return declared
-
-
-def _valid_name(doc: YamlDocument, path: tuple[str, str], kind: str, out: list[Problem]) -> bool:
-    try:
-        _NAMES.validate_python(path[1])
-    except ValidationError:
-        out.append(
-            problem_at(
-                doc,
-                path,
-                "invalid_name",
-                f"invalid {kind} name {path[1]!r}",
-                NAME_HINT,
-                at_key=True,
-            )
-        )
-        return False
-    return True
-
-
-def _entry_marks(doc: YamlDocument, section: str) -> dict[str, Source]:
-    """The place of each entry's key under a top-level section, from the node tree."""
-    assert isinstance(doc.root, MappingNode)
-    for key, value in doc.root.value:
-        if isinstance(key, ScalarNode) and key.value == section and isinstance(value, MappingNode):
-            return {
-                k.value: Source(doc.name, k.start_mark.line + 1, k.start_mark.column + 1)
-                for k, _ in value.value
-            }
-    return {}
 
 
 def _merge(results: Sequence[FileResult]) -> tuple[DesiredState, list[Problem]]:

@@ -6,7 +6,6 @@ bounded comparison (see `suggest`): reporting N problems is linear in N.
 
 from __future__ import annotations
 
-import re
 import types
 import typing
 from collections.abc import Iterator
@@ -28,66 +27,13 @@ from reconciler.core.spec import (
     header_name_defect,
 )
 from reconciler.core.suggest import suggest
-from reconciler.core.yamldoc import STR_TAG, ControlText, YamlDocument, format_path
+from reconciler.core.wording import EXPECTED, TYPE_HINTS, kind_of, message_of, number
+from reconciler.core.yaml_problems import STR_TAG
+from reconciler.core.yamldoc import ControlText, YamlDocument, format_path
 from reconciler.errors import Problem
 
 Loc = tuple[str | int, ...]
 
-_TYPE_HINTS = {
-    "bool_type": "write true or false (yes/no/on/off are text, not booleans)",
-    "int_type": "write a whole number such as 10: no quotes, leading zeros, '_' or ':'",
-    "float_type": "write a number such as 2.5 or 90: no quotes and no ':' (1:30 is text here)",
-    "dict_type": "write a mapping of `key: value` lines indented under this key",
-    "list_type": "write a list of `- item` lines under this key",
-    "model_type": "write a mapping of `key: value` lines indented under this key",
-    "greater_than": "use a positive number, e.g. 30 (timeouts are in seconds)",
-    "greater_than_equal": "use a number of at least {ge}",
-    "less_than": "use a number less than {lt}",
-    "less_than_equal": "use a number of at most {le}",
-    "string_too_short": "write a value here, or remove the line to use the default",
-    "string_too_long": "shorten it to at most {max_length} characters",
-    "too_long": "keep at most {max_length} items",
-    "too_short": "give at least {min_length} item(s)",
-    "literal_error": "write {expected}",
-    "enum": "write {expected}",
-}
-# What a type error expected, and what a value of each Python type is, in the config's words.
-_EXPECTED = {
-    "bool_type": "true or false",
-    "int_type": "a whole number",
-    "int_from_float": "a whole number",
-    "float_type": "a number",
-    "string_type": "text",
-    "dict_type": "a mapping",
-    "model_type": "a mapping",
-    "model_attributes_type": "a mapping",
-    "list_type": "a list",
-    "none_required": "nothing (null)",
-}
-_GIVEN: dict[type, str] = {
-    bool: "true or false",
-    int: "a whole number",
-    float: "a decimal number",
-    str: "text",
-}
-_GIVEN_KINDS: dict[type, str] = {dict: "a mapping", list: "a list", type(None): "null"}
-_BOUNDS = {
-    "greater_than": ("gt", "greater than"),
-    "greater_than_equal": ("ge", "at least"),
-    "less_than": ("lt", "less than"),
-    "less_than_equal": ("le", "at most"),
-}
-_LENGTHS = {
-    "string_too_short": ("min_length", "at least", "character"),
-    "string_too_long": ("max_length", "at most", "character"),
-    "too_short": ("min_length", "at least", "item"),
-    "too_long": ("max_length", "at most", "item"),
-}
-# Pydantic's sentence openings, for an error type no table above knows (a plugin's field).
-_PYDANTIC_OPENING = re.compile(
-    r"^(?:Value error|Assertion failed), |^(?:Input|String|List|Dictionary|Value|Tuple|Set|"
-    r"Object|Data|Decimal|Number|Timestamp|Date|Datetime|Url|UUID) should (?:be )?"
-)
 # Values at these places are never echoed, not even in a hint.
 _SECRET_PLACES = frozenset({"api_key", "headers"})
 # What a `pattern` error means, for the patterns a user meets: (message, hint).
@@ -236,12 +182,12 @@ def _one_per_entry(base: Any, located: list[_Located]) -> list[_Located]:
 def _merged(group: list[_Located]) -> _Located:
     """Every member's expectation in one error: "expected text or a mapping"."""
     first = group[0]
-    if all(g.error["type"] in _EXPECTED for g in group):
-        expected = " or ".join(dict.fromkeys(_EXPECTED[g.error["type"]] for g in group))
+    if all(g.error["type"] in EXPECTED for g in group):
+        expected = " or ".join(dict.fromkeys(EXPECTED[g.error["type"]] for g in group))
         ctx = {**first.error.get("ctx", {}), "expected_any": expected}
         error: ErrorDetails = {**first.error, "ctx": ctx}
     else:
-        texts = dict.fromkeys(_message(g.error) for g in group)
+        texts = dict.fromkeys(message_of(g.error) for g in group)
         error = {**first.error, "type": "union", "msg": ", or ".join(texts)}
     return _Located(first.path, first.at_key, first.branch, error)
 
@@ -284,72 +230,18 @@ def _from_error(
     ctx = error.get("ctx") or {}
     if at_key:  # a key with a constraint of its own, such as a header name
         if "hint" in ctx:
-            return problem_at(doc, full, kind, _message(error), str(ctx["hint"]), at_key=True)
-        return problem_at(doc, full, "invalid_name", f"invalid key: {_message(error)}", at_key=True)
+            return problem_at(doc, full, kind, message_of(error), str(ctx["hint"]), at_key=True)
+        return problem_at(
+            doc, full, "invalid_name", f"invalid key: {message_of(error)}", at_key=True
+        )
     empty = _is_empty(doc.index.locate(full)[1])
-    message = _message(error, _given(doc.value, full), empty)
+    message = message_of(error, _given(doc.value, full), empty)
     hint = str(ctx["hint"]) if "hint" in ctx else _hint(doc, full, error)
     if kind == "string_pattern_mismatch" and str(ctx.get("pattern")) in _PATTERNS:
         message, hint = _PATTERNS[str(ctx["pattern"])]
-    if empty and kind not in _EXPECTED:
+    if empty and kind not in EXPECTED:
         message += " (the value is empty)"
     return problem_at(doc, full, kind, message, hint)
-
-
-def _message(error: ErrorDetails, given: str | None = None, empty: bool = False) -> str:
-    """What is wrong, in the config's words: "expected a whole number, not text"."""
-    kind, ctx = error["type"], error.get("ctx") or {}
-    if kind in _EXPECTED:
-        expected = f"expected {ctx.get('expected_any', _EXPECTED[kind])}"
-        if empty:
-            return f"{expected}, but the value is empty"
-        return f"{expected}, not {given}" if given else expected
-    if kind in _BOUNDS:
-        name, words = _BOUNDS[kind]
-        return f"must be {words} {_number(ctx.get(name))}"
-    if kind in _LENGTHS:
-        name, words, unit = _LENGTHS[kind]
-        count = ctx.get(name)
-        if kind == "string_too_short" and count == 1:
-            return "must not be empty"
-        return f"must have {words} {count} {unit}{'' if count == 1 else 's'}"
-    if kind in ("literal_error", "enum"):
-        return f"must be {ctx.get('expected')}"
-    return reworded(error["msg"])
-
-
-def error_message(error: ErrorDetails) -> str:
-    """One Pydantic error outside the config files (an enqueued item, a setting) in the same
-    words: from its type and the kind of value given (taken from `input`), never the value."""
-    value = error.get("input")
-    return _message(error, _kind_of(value), value is None or value == "")
-
-
-def reworded(message: str) -> str:
-    """A message of Pydantic's own, for an error no table here knows, in the config's words.
-
-    "Value error, X" is X (a validator's own words); "Input should be X" is "must be X";
-    "String should match X" is "must match X".
-    """
-    message = _FIXED.get(message, message)
-    found = _PYDANTIC_OPENING.match(message)
-    if found is None:
-        return message
-    rest = message[found.end() :]
-    if found.group().endswith(", "):
-        return rest
-    return f"must be {rest}" if found.group().endswith("be ") else f"must {rest}"
-
-
-_FIXED = {
-    "Field required": "missing required field",
-    "Extra inputs are not permitted": "not a field of this format",
-}
-
-
-def _number(value: Any) -> Any:
-    """A bound as the config would write it: 3600, not 3600.0."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _given(value: Any, path: Loc) -> str | None:
@@ -358,12 +250,7 @@ def _given(value: Any, path: Loc) -> str | None:
         value = _value_at(value, path)
     except (KeyError, IndexError, TypeError):
         return None
-    return _kind_of(value)
-
-
-def _kind_of(value: Any) -> str | None:
-    found = _GIVEN.get(type(value))
-    return found or next((w for t, w in _GIVEN_KINDS.items() if isinstance(value, t)), None)
+    return kind_of(value)
 
 
 def _hint(doc: YamlDocument, path: Loc, error: ErrorDetails) -> str:
@@ -376,9 +263,9 @@ def _hint(doc: YamlDocument, path: Loc, error: ErrorDetails) -> str:
         return (
             "write it as text, or as {env: NAME} for a credential" if secret else "write it as text"
         )
-    ctx = {key: _number(value) for key, value in (error.get("ctx") or {}).items()}
+    ctx = {key: number(value) for key, value in (error.get("ctx") or {}).items()}
     try:
-        return _TYPE_HINTS.get(kind, "").format(**ctx)
+        return TYPE_HINTS.get(kind, "").format(**ctx)
     except (KeyError, IndexError, ValueError):
         return ""
 

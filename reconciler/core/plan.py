@@ -10,120 +10,56 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Container, Iterable, Mapping
-from dataclasses import dataclass, replace
-from enum import StrEnum
+from dataclasses import replace
 from typing import Any, TypeGuard
 
-from reconciler.core.config import DeclaredProvider, DeclaredRoute, DesiredState, dumped
+from reconciler.core.desired import DeclaredProvider, DeclaredRoute, DesiredState, dumped
+from reconciler.core.plan_model import (
+    ALLOW_MASS_DELETE,
+    MANAGED,
+    OPTIONAL_ROUTE_FIELDS,
+    PLAN_FORMAT_VERSION,
+    Action,
+    Desired,
+    Essence,
+    FieldChange,
+    Kind,
+    Observed,
+    Op,
+    Plan,
+    Refusal,
+    canonical,
+    essence_hash,
+)
 from reconciler.errors import StateError
 
-PLAN_FORMAT_VERSION = 1
-MANAGED = "config"
-ALLOW_MASS_DELETE = "--allow-mass-delete"  # the option of `reconciler apply` that waives the guard
-OPTIONAL_ROUTE_FIELDS = ("prompt", "output_schema")
-
-Essence = dict[str, Any]
-
-
-class Kind(StrEnum):
-    provider = "provider"
-    route = "route"
-
-
-class Op(StrEnum):
-    create = "create"
-    update = "update"
-    delete = "delete"
-    adopt = "adopt"
-
-
-@dataclass(frozen=True, slots=True)
-class Desired:
-    kind: Kind
-    key: str
-    essence: Essence
-    source_file: str | None = None
-    source_line: int | None = None
-    canonical: str | None = None  # the essence as canonical JSON, when already known
-
-
-@dataclass(frozen=True, slots=True)
-class Observed:
-    kind: Kind
-    key: str
-    essence: Essence
-    managed_by: str
-    spec_hash: str | None
-
-    @property
-    def managed(self) -> bool:
-        return self.managed_by == MANAGED
-
-    @property
-    def drifted(self) -> bool:
-        """Managed, and changed outside the files since the last apply wrote it."""
-        return (
-            self.managed
-            and self.spec_hash is not None
-            and self.spec_hash != essence_hash(self.essence)
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class FieldChange:
-    path: str
-    old: Any
-    new: Any
-
-
-@dataclass(frozen=True, slots=True)
-class Action:
-    op: Op
-    kind: Kind
-    key: str
-    changes: tuple[FieldChange, ...] = ()
-    drift: bool = False
-    essence: Essence | None = None  # the essence to write; None for a delete
-    source_file: str | None = None
-    source_line: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """Why apply refuses a plan, and the option of `reconciler apply` that overrides it, if any."""
-
-    reason: str
-    override: str | None = None
-
-    def __str__(self) -> str:
-        return self.reason
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """What apply would do, in display order: deletions first, then providers, then routes.
-
-    `refusals` holds every reason apply would refuse it: `plan` shows exactly what apply checks.
-    """
-
-    actions: tuple[Action, ...]
-    unchanged: int
-    unmanaged: tuple[tuple[Kind, str], ...]
-    base_digest: str
-    config_digest: str
-    refusals: tuple[Refusal, ...] = ()
-
-    @property
-    def has_changes(self) -> bool:
-        return bool(self.actions)
-
-    def count(self, op: Op) -> int:
-        return sum(1 for a in self.actions if a.op is op)
-
-
-def essence_hash(essence: Mapping[str, Any]) -> str:
-    """A stable hash of an essence (sorted keys, compact separators)."""
-    return hashlib.sha256(_canonical(essence).encode()).hexdigest()
+# The plan's data types live in `plan_model`; they are re-exported here, where most callers look.
+__all__ = [
+    "ALLOW_MASS_DELETE",
+    "MANAGED",
+    "OPTIONAL_ROUTE_FIELDS",
+    "PLAN_FORMAT_VERSION",
+    "Action",
+    "Desired",
+    "Essence",
+    "FieldChange",
+    "Kind",
+    "Observed",
+    "Op",
+    "Plan",
+    "Refusal",
+    "declared_by_file",
+    "desired_items",
+    "desired_subset",
+    "diff",
+    "essence_hash",
+    "is_secret_ref",
+    "make_plan",
+    "recheck_saved",
+    "route_essence",
+    "state_digest",
+    "without_pure_drift",
+]
 
 
 def route_essence(fields: Mapping[str, Any]) -> Essence:
@@ -199,10 +135,10 @@ def _route_item(task: str, route: DeclaredRoute) -> Desired:
 
 
 def _memo_canonical(memo: dict[str, Any], essence: Essence) -> str:
-    canonical: str | None = memo.get("canonical")
-    if canonical is None:
-        canonical = memo["canonical"] = _canonical(essence)
-    return canonical
+    text: str | None = memo.get("canonical")
+    if text is None:
+        text = memo["canonical"] = canonical(essence)
+    return text
 
 
 def state_digest(observed: Iterable[Observed]) -> str:
@@ -266,8 +202,8 @@ def _compare(want: Desired, current: Observed | None) -> Action | None:
         return _action(Op.create, want, ())
     # Most rows are unchanged: compare whole essences in C before walking them field by field.
     # `==` alone says 1 == True == 1.0, so equal essences are also compared as JSON text.
-    same = current.essence == want.essence and _canonical(current.essence) == (
-        want.canonical or _canonical(want.essence)
+    same = current.essence == want.essence and canonical(current.essence) == (
+        want.canonical or canonical(want.essence)
     )
     changes = () if same else tuple(diff(current.essence, want.essence))
     if not current.managed:
@@ -275,10 +211,6 @@ def _compare(want: Desired, current: Observed | None) -> Action | None:
     if not changes:
         return None
     return _action(Op.update, want, changes, drift=current.drifted)
-
-
-def _canonical(essence: Mapping[str, Any]) -> str:
-    return json.dumps(essence, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _as_json(value: Any) -> Any:

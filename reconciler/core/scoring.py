@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import functools
 import json
-import random
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -162,11 +161,14 @@ def backoff_s(
     base_s: float = 1.0,
     cap_s: float = 60.0,
     retry_after_s: float | None = None,
-    rng: random.Random | None = None,
+    uniform: Callable[[float, float], float],
 ) -> float:
-    """Capped exponential backoff with full jitter; a server's Retry-After is a floor."""
+    """Capped exponential backoff with full jitter; a server's Retry-After is a floor.
+
+    `uniform(a, b)` draws the jitter (the caller's random source, e.g. `random.uniform`).
+    """
     ceiling = min(cap_s, base_s * 2 ** max(attempt - 1, 0))
-    delay = (rng or random).uniform(0, ceiling)
+    delay = uniform(0, ceiling)
     if retry_after_s is not None:
         delay = max(delay, min(retry_after_s, MAX_RETRY_AFTER_S))
     return delay

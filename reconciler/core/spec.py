@@ -21,41 +21,63 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from reconciler.core.field_rules import (
+    ENV_NAME_PATTERN,
+    HEADER_NAME_HINT,
+    HEADER_NAME_PATTERN,
+    HEALTH_PATH_PATTERN,
+    MULTILINE_FIELDS,
+    NAME_HINT,
+    NAME_PATTERN,
+    NO_CONTROL_PATTERN,
+    SECRET_HEADER_PATTERN,
+    SECRET_HINT,
+    SECRET_LITERAL,
+    Name,
+    describe_char,
+    forbidden_control,
+    header_name_defect,
+    is_secret_header,
+)
 from reconciler.core.scoring import check_output_schema
 from reconciler.core.urls import UrlRejected, check_base_url
 
-NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9._-]{0,62})$"
-NAME_HINT = (
-    "use lowercase letters, digits, '-', '_' and '.', starting with a letter or digit, "
-    "at most 63 characters"
-)
-ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
-# A header name is one HTTP token (RFC 9110, section 5.6.2): no spaces, no separators.
-HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
-HEALTH_PATH_PATTERN = r"^/[^?#]*$"
-# Header names whose value is a credential, compared case-insensitively.
-SECRET_HEADERS = frozenset(
-    {
-        "authorization",
-        "proxy-authorization",
-        "api-key",
-        "x-api-key",
-        "x-goog-api-key",
-        "ocp-apim-subscription-key",
-        "x-auth-token",
-        "x-access-token",
-        "private-token",
-        "x-amz-security-token",
-        "cookie",
-    }
-)
-# The same names as a JSON Schema pattern: ECMA-262 has no flag for case in a schema.
-SECRET_HEADER_PATTERN = "^(?:{})$".format(
-    "|".join(
-        "".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in name)
-        for name in sorted(SECRET_HEADERS)
-    )
-)
+# The field rules are re-exported: callers import them from here, with the models.
+__all__ = [
+    "ANTHROPIC_API",
+    "BASE_URL_PATTERN",
+    "ENV_NAME_PATTERN",
+    "HEALTH_PATH_PATTERN",
+    "KEEP_ALIVE_HINT",
+    "KEEP_ALIVE_MESSAGE",
+    "KEEP_ALIVE_PATTERN",
+    "MAX_SECONDS",
+    "MULTILINE_FIELDS",
+    "NAME_HINT",
+    "NAME_PATTERN",
+    "SECRET_LITERAL",
+    "URL_EXAMPLE",
+    "AnthropicEndpoint",
+    "AnthropicProvider",
+    "Endpoint",
+    "Fallback",
+    "FileHeader",
+    "HeaderName",
+    "HeaderValue",
+    "ModelName",
+    "Name",
+    "OllamaProvider",
+    "OpenAICompatibleProvider",
+    "ProviderSpec",
+    "RouteSpec",
+    "SecretRef",
+    "Strict",
+    "describe_char",
+    "forbidden_control",
+    "header_name_defect",
+    "is_secret_header",
+]
+
 # A base URL as the JSON Schema can check it: http(s), a host, no credentials, query, fragment,
 # space or control. The egress policy (`urls.check_base_url`) checks the host itself.
 BASE_URL_PATTERN = (
@@ -63,9 +85,6 @@ BASE_URL_PATTERN = (
     r"[^/?#@:\s\x00-\x1f\x7f][^/?#@\s\x00-\x1f\x7f]*"  # a host (and port), no user@
     r"(?:/[^?#\s\x00-\x1f\x7f]*)?$"  # a path, no query or fragment
 )
-# Fields whose text may span lines: tabs and line breaks are allowed in their string values
-# (not in their keys). Every other string, key or value, holds no control character at all.
-MULTILINE_FIELDS = frozenset({"prompt", "params", "output_schema"})
 _SCHEMA_HINT = (
     "write a JSON Schema object, e.g. {type: object, properties: {score: {type: number}}}"
 )
@@ -82,20 +101,7 @@ KEEP_ALIVE_HINT = (
     "it loaded"
 )
 URL_EXAMPLE = "http://127.0.0.1:11434"
-_TOKEN = re.compile(HEADER_NAME_PATTERN.strip("^$"))
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
-_CONTROL_IN_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
-_CHAR_NAMES = {0: "NUL", 9: "tab", 10: "line feed", 13: "carriage return", 27: "ESC", 127: "DEL"}
-SECRET_LITERAL = "a credential must be a reference, not a literal value (the value is not shown)"
-SECRET_HINT = "write {env: NAME} and export NAME where reconciler runs"
-HEADER_NAME_HINT = (
-    "a header name is one HTTP token: letters, digits and !#$%&'*+-.^_`|~, without spaces "
-    "(`Authorization`, not `Authorization `)"
-)
 
-Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
-# No control character, as the loader checks apart (`forbidden_control`), for the JSON Schema.
-NO_CONTROL_PATTERN = r"^[^\x00-\x1f\x7f]*$"
 ModelName = Annotated[
     str,
     StringConstraints(min_length=1, max_length=256),
@@ -118,47 +124,6 @@ class SecretRef(Strict):
 
     def __str__(self) -> str:
         return f"{{env: {self.env}}}"
-
-
-def describe_char(char: str) -> str:
-    """A character named so that a message can show it: `U+0000 (NUL)`, `a space`, `':'`."""
-    code = ord(char)
-    if char == " ":
-        return "a space"
-    if code < 0x20 or code == 0x7F:
-        return f"the control character U+{code:04X} ({_CHAR_NAMES.get(code, 'C0')})"
-    if code < 0x7F:
-        return f"the character {char!r}"
-    return f"the character U+{code:04X}"
-
-
-def forbidden_control(text: str, multiline: bool) -> int | None:
-    """The index of the first control character `text` may not hold, or None.
-
-    No string holds C0 controls or DEL (PostgreSQL refuses NUL in text and JSON); the text of a
-    MULTILINE_FIELDS field may hold tabs and line feeds.
-    """
-    found = (_CONTROL_IN_TEXT if multiline else _CONTROL).search(text)
-    return found.start() if found else None
-
-
-def header_name_defect(name: str) -> str | None:
-    """What keeps `name` from being one HTTP token, in words that do not show it; else None."""
-    if _TOKEN.fullmatch(name):
-        return None
-    if not name:
-        return "it is empty"
-    if not _TOKEN.fullmatch(name[-1]):
-        return f"it ends with {describe_char(name[-1])}"
-    if not _TOKEN.fullmatch(name[0]):
-        return f"it begins with {describe_char(name[0])}"
-    bad = next(char for char in name if not _TOKEN.fullmatch(char))
-    return f"it holds {describe_char(bad)}"
-
-
-def is_secret_header(name: str) -> bool:
-    """True for a header whose value is a credential, however its name is spelled or padded."""
-    return name.strip().lower() in SECRET_HEADERS
 
 
 def _header_token(name: str) -> str:

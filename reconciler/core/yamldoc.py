@@ -16,26 +16,31 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.core.nodeindex import NodeIndex
+from reconciler.core.yaml_problems import (
+    MAP_TAG,
+    MAX_DEPTH,
+    SEQ_TAG,
+    STR_TAG,
+    TOO_DEEP,
+    TOO_DEEP_HINT,
+    StrictLoader,
+    YamlProblems,
+    anchor_problems,
+    decode,
+    reader_problem,
+    shown_tag,
+    syntax_problem,
+    text_problem,
+    too_deep,
+)
 from reconciler.errors import Problem
-
-MAX_BYTES = 5 * 1024 * 1024
-MAX_DEPTH = 32
-MAX_ANCHOR_PROBLEMS = 10  # an alias bomb holds hundreds of aliases; the first few make the point
-
-STR_TAG = "tag:yaml.org,2002:str"
-SEQ_TAG = "tag:yaml.org,2002:seq"
-MAP_TAG = "tag:yaml.org,2002:map"
-
-_BaseLoader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-HAVE_LIBYAML: bool = _BaseLoader is not yaml.SafeLoader
 
 _INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)\Z")
 _FLOAT = re.compile(
@@ -46,23 +51,9 @@ _FALSE = frozenset({"false", "False", "FALSE"})
 _NULL = frozenset({"null", "Null", "NULL", "~"})
 _NUMERIC_START = frozenset("0123456789+-.")
 _MAX_INT_CHARS = 4300  # sys.get_int_max_str_digits()'s default
-_CORE_TAG_PREFIX = "tag:yaml.org,2002:"
 MERGE_KEY = "<<"
-_TOO_DEEP = f"the document nests deeper than {MAX_DEPTH} levels"
-_TOO_DEEP_HINT = "flatten the structure; no valid config nests this deep"
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 _PLAIN_STEP = re.compile(r"[\w-]+")  # letters, digits (str.isalnum), '_' and '-'
-
-
-class _StrictLoader(_BaseLoader):  # type: ignore[misc]
-    """Resolves every untagged node to plain str/seq/map; typing happens in `plain_scalar`."""
-
-    def resolve(self, kind: type[Node], value: Any, implicit: Any) -> str:
-        if kind is ScalarNode:
-            return STR_TAG
-        if kind is SequenceNode:
-            return SEQ_TAG
-        return MAP_TAG
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,14 +83,6 @@ class YamlDocument:
         object.__setattr__(self, "index", NodeIndex(self.root))
 
 
-class YamlProblems(Exception):
-    """The file is not acceptable YAML; carries every problem found."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        super().__init__(problems[0].message if problems else "invalid YAML")
-        self.problems = problems
-
-
 def plain_scalar(text: str) -> Any:
     """Type a plain (unquoted) scalar by YAML 1.2's core schema; anything else stays text."""
     if not text:
@@ -124,29 +107,29 @@ def plain_scalar(text: str) -> Any:
 
 def parse_document(name: str, data: bytes) -> YamlDocument:
     """Parse one file's bytes into a `YamlDocument`, or raise `YamlProblems`."""
-    text = _decode(name, data)
+    text = decode(name, data)
     # Composing is safe with aliases (they share nodes; only building values expands them), so
     # the rest of the file is still checked and every problem is reported in one run.
-    problems = _anchor_problems(name, text) if ("&" in text or "*" in text) else []
-    loader = _StrictLoader(text)
+    problems = anchor_problems(name, text) if ("&" in text or "*" in text) else []
+    loader = StrictLoader(text)
     try:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        syntax = _syntax_problem(name, text, exc)  # an undefined alias: said once, not twice
+        syntax = syntax_problem(name, text, exc)  # an undefined alias: said once, not twice
         kept = [p for p in problems if (p.line, p.column) != (syntax.line, syntax.column)]
         raise YamlProblems([*kept, syntax]) from None
     except yaml.reader.ReaderError as exc:
-        raise YamlProblems([_reader_problem(name, text, exc)]) from None
+        raise YamlProblems([reader_problem(name, text, exc)]) from None
     except yaml.YAMLError as exc:
-        raise YamlProblems([_problem(name, 1, 1, "yaml_syntax", str(exc))]) from None
+        raise YamlProblems([text_problem(name, 1, 1, "yaml_syntax", str(exc))]) from None
     except RecursionError:
-        raise YamlProblems([_too_deep(name, text, 1, 1)]) from None
+        raise YamlProblems([too_deep(name, text, 1, 1)]) from None
     finally:
         loader.dispose()
     if root is None:
         raise YamlProblems(
             [
-                _problem(
+                text_problem(
                     name,
                     1,
                     1,
@@ -201,7 +184,7 @@ class _Builder:
             return None  # a second use through an alias, already reported by the anchor scan
         self._built.add(id(node))
         if depth >= MAX_DEPTH:
-            self._add(node, "too_deep", _TOO_DEEP, _TOO_DEEP_HINT)
+            self._add(node, "too_deep", TOO_DEEP, TOO_DEEP_HINT)
             return None
         if isinstance(node, SequenceNode):
             if node.tag != SEQ_TAG:
@@ -274,7 +257,7 @@ class _Builder:
         self._add(
             node,
             "yaml_tag",
-            f"the YAML tag {_shown_tag(node.tag)!r} is not allowed",
+            f"the YAML tag {shown_tag(node.tag)!r} is not allowed",
             "remove the tag; values are plain strings, numbers, booleans, lists and mappings",
         )
 
@@ -293,190 +276,3 @@ class _Builder:
                 hint=hint,
             )
         )
-
-
-def _decode(name: str, data: bytes) -> str:
-    if len(data) > MAX_BYTES:
-        raise YamlProblems(
-            [
-                _problem(
-                    name,
-                    1,
-                    1,
-                    "file_too_large",
-                    f"the file is larger than the limit of {MAX_BYTES:,} bytes",
-                    "split it into several files in the config directory",
-                )
-            ]
-        )
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line, column = _line_column(data, exc.start)
-        raise YamlProblems(
-            [
-                _problem(
-                    name,
-                    line,
-                    column,
-                    "encoding",
-                    f"the file is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset "
-                    f"{exc.start})",
-                    "save the file as UTF-8",
-                )
-            ]
-        ) from None
-
-
-def _anchor_problems(name: str, text: str) -> list[Problem]:
-    """Every anchor and alias, each at its place (the first MAX_ANCHOR_PROBLEMS of them).
-
-    Only called when the text could hold one; a syntax error ends the scan, and the real parse
-    reports it with its place.
-    """
-    found: list[Problem] = []
-    extra = 0
-    loader = _StrictLoader(text)
-    try:
-        for event in _events(loader):
-            anchor = getattr(event, "anchor", None)
-            if not anchor:
-                continue
-            if len(found) == MAX_ANCHOR_PROBLEMS:
-                extra += 1
-                continue
-            mark = event.start_mark
-            assert mark is not None
-            if isinstance(event, yaml.AliasEvent):
-                what, hint = f"alias *{anchor}", f"write the value of &{anchor} out in full here"
-            else:
-                what, hint = (
-                    f"anchor &{anchor}",
-                    f"remove &{anchor} and write the value out in full at each place it is used",
-                )
-            found.append(
-                _problem(
-                    name,
-                    mark.line + 1,
-                    mark.column + 1,
-                    "yaml_anchor",
-                    f"the YAML {what} is not allowed (anchors and aliases are refused)",
-                    hint,
-                )
-            )
-    except (yaml.YAMLError, RecursionError):
-        pass
-    finally:
-        loader.dispose()
-    if extra:
-        last = found[-1]
-        found[-1] = replace(
-            last, message=f"{last.message} ({extra} more in this file are not listed)"
-        )
-    return found
-
-
-def _shown_tag(tag: str | None) -> str:
-    """A tag as it is written in the file: `!!python/...`, not `tag:yaml.org,2002:python/...`."""
-    tag = tag or ""
-    return "!!" + tag.removeprefix(_CORE_TAG_PREFIX) if tag.startswith(_CORE_TAG_PREFIX) else tag
-
-
-def _line_column(data: bytes, offset: int) -> tuple[int, int]:
-    """1-based line and column (in characters, as YAML marks count) of a byte offset."""
-    before = data[:offset]
-    start = before.rfind(b"\n") + 1
-    column = len(before[start:].decode("utf-8", errors="replace")) + 1
-    return before.count(b"\n") + 1, column
-
-
-def _events(loader: Any) -> Iterator[yaml.Event]:
-    while loader.check_event():
-        yield loader.get_event()
-
-
-def _reader_problem(name: str, text: str, exc: yaml.reader.ReaderError) -> Problem:
-    """A character YAML refuses; libyaml counts its position in bytes, PyYAML in characters."""
-    data = text.encode("utf-8")
-    offset = exc.position if HAVE_LIBYAML else len(text[: exc.position].encode("utf-8"))
-    line, column = _line_column(data, offset)
-    code = exc.character if isinstance(exc.character, int) else ord(exc.character)
-    return _problem(
-        name,
-        line,
-        column,
-        "yaml_syntax",
-        f"invalid YAML: the character U+{code:04X} is not allowed ({exc.reason})",
-        "remove it; inside a double-quoted string, write it as an escape such as \\x07",
-    )
-
-
-def _syntax_problem(name: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
-    mark = exc.problem_mark or exc.context_mark
-    line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-    problem = exc.problem or "invalid YAML"
-    if "nesting depth" in problem:
-        return _too_deep(name, text, line, column)
-    if "expected a single document" in (exc.context or ""):
-        return _problem(
-            name,
-            line,
-            column,
-            "multiple_documents",
-            "the file holds more than one YAML document (a second `---`)",
-            "put each document in a file of its own",
-        )
-    context = f" {exc.context}" if exc.context else ""
-    start = exc.context_mark
-    if exc.context and start and mark and (start.line, start.column) != (mark.line, mark.column):
-        context += f" (it starts at line {start.line + 1}, column {start.column + 1})"
-    hint = "check the indentation and quoting around this place"
-    if "flow" in (exc.context or "") and start:
-        hint = (
-            f"close the bracket opened at line {start.line + 1}, column {start.column + 1}, "
-            "or separate its items with ','"
-        )
-    if _char_at(text, line, column) == "\t":
-        hint = "this is a tab character; indent YAML with spaces only"
-    return _problem(name, line, column, "yaml_syntax", f"invalid YAML: {problem}{context}", hint)
-
-
-def _char_at(text: str, line: int, column: int) -> str:
-    lines = text.split("\n", line)
-    if len(lines) < line:
-        return ""
-    row = lines[line - 1]
-    return row[column - 1] if 0 < column <= len(row) else ""
-
-
-def _too_deep(name: str, text: str, line: int, column: int) -> Problem:
-    """The parser gave up on the nesting (libyaml at 1,000 levels, PyYAML's recursion at ~500).
-
-    Point at the first collection nested deeper than MAX_DEPTH, as the builder would, when the
-    events get that far (a deep flow sequence fails before its first one: keep `line:column`).
-    """
-    depth = 1
-    loader = _StrictLoader(text)
-    try:
-        for event in _events(loader):
-            if isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > MAX_DEPTH + 1:
-                    assert event.start_mark is not None
-                    line, column = event.start_mark.line + 1, event.start_mark.column + 1
-                    break
-            elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
-    except (yaml.YAMLError, RecursionError):
-        pass
-    finally:
-        loader.dispose()
-    return _problem(name, line, column, "too_deep", _TOO_DEEP, _TOO_DEEP_HINT)
-
-
-def _problem(name: str, line: int, column: int, code: str, message: str, hint: str = "") -> Problem:
-    return Problem(
-        file=name, line=line, column=column, path="", code=code, message=message, hint=hint
-    )

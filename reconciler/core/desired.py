@@ -1,0 +1,81 @@
+"""The desired state the config files declare: each provider and route with its source, and the
+whole set. Plain frozen data; `config` builds it, `plan` compares it with the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from reconciler.core.spec import ProviderSpec, RouteSpec
+from reconciler.errors import Problem
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a declaration came from."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+def dumped(spec: BaseModel, memo: dict[str, Any]) -> dict[str, Any]:
+    """`spec` as JSON data, kept in `memo`: the loader reuses objects of unchanged files."""
+    if "dump" not in memo:
+        memo["dump"] = spec.model_dump(mode="json")
+    dump: dict[str, Any] = memo["dump"]
+    return dump
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredProvider:
+    name: str
+    spec: ProviderSpec
+    source: Source
+    # Values derived from the spec, computed once (see `dumped`).
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredRoute:
+    task: str
+    spec: RouteSpec
+    source: Source
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    """One file, parsed and validated on its own."""
+
+    name: str
+    digest: str
+    providers: tuple[DeclaredProvider, ...]
+    routes: tuple[DeclaredRoute, ...]
+    problems: tuple[Problem, ...]
+    provider_names: frozenset[str] = frozenset()  # every name declared, valid spec or not
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredState:
+    """Everything the files declare, merged and cross-checked."""
+
+    providers: Mapping[str, DeclaredProvider]
+    routes: Mapping[str, DeclaredRoute]
+    files: tuple[tuple[str, str], ...]  # (name, sha256) in load order
+    digest: str = field(default="")
+
+    def secret_env_names(self) -> set[str]:
+        """Names of every environment variable a secret reference points at."""
+        return {
+            ref.env
+            for declared in self.providers.values()
+            for ref in declared.spec.endpoint.secret_refs()
+        }
