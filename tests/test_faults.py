@@ -403,7 +403,9 @@ def test_apply_gives_up_after_the_lock_timeout_naming_the_holder_and_writes_noth
     assert re.search(rf"\bpid {holder.pid}\b", result.stderr), result.stderr
     assert socket.gethostname() in result.stderr, result.stderr
     assert "--lock-timeout" in result.stderr
-    assert elapsed < 4, f"gave up after {elapsed:.1f} s, asked to after 1 s"
+    # The holder never lets go until released below: giving up at all is the proof. The bound
+    # only says it was the timeout, not the test's own, with room for a loaded machine.
+    assert elapsed < 10, f"gave up after {elapsed:.1f} s, asked to after 1 s"
     assert dump(engine) == before
     holder.release()
     assert holder.finish().code == 0
