@@ -126,3 +126,27 @@ def test_with_drift_report_an_edit_elsewhere_does_not_undo_a_change_made_by_hand
     finally:
         engine.dispose()
     assert daemon.stop() == 0
+
+
+def test_a_mass_delete_is_refused_naming_the_command_that_allows_it(
+    start_daemon: Callable[..., Daemon],
+    write_config: Callable[..., Path],
+    fake: FakeServer,
+    sqlite_url: str,
+) -> None:
+    url = fake.add("local", models=[FakeModel("llama3.1:8b")])
+    directory = write_config({"providers.yaml": provider_file(url), "routes.yaml": routes_file()})
+    daemon = start_daemon(sqlite_url, directory)
+    daemon.wait_generation(1)
+    (directory / "routes.yaml").unlink()  # 2 of the 3 managed rows would go
+    daemon.wait_for(
+        lambda: (daemon.status()["error"] or {}).get("kind") == "refused", 30, "the refusal"
+    )
+    message = daemon.status()["error"]["message"]
+    assert message.startswith("nothing was applied: the plan deletes 2 of 3 managed rows"), message
+    assert message.endswith("run `reconciler apply --allow-mass-delete`"), message
+    page = daemon.get("/").text
+    assert "<b>refused:</b> nothing was applied: the plan deletes 2 of 3 managed rows" in page
+    assert daemon.status()["generation"] == 1
+    assert daemon.stop() == 0
+    assert daemon.log().count("nothing was applied: the plan deletes 2 of 3") == 1

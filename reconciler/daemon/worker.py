@@ -180,7 +180,8 @@ class ReconcileWorker:
             message = f"{len(exc.problems)} problem(s) in the config files; keeping the last good"
             self._report("invalid", message, digest, exc.problems)
         except UnsafePlan as exc:
-            self._report("refused", f"apply refused: {exc}", self.state.config_digest or "?")
+            message = f"nothing was applied: {exc}"
+            self._report("refused", message, self.state.config_digest or "?")
         except SchemaMismatch as exc:
             self._report("schema", str(exc), "schema")
             return RETRY_S[-1]
