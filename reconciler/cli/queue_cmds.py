@@ -36,9 +36,8 @@ def enqueue(
     ] = False,
 ) -> int:
     """Add items to the scoring queue; an item the task already has a job for is skipped."""
-    from reconciler.adapters.db import migrate
-    from reconciler.adapters.db import queue_store as queue
     from reconciler.cli.database import open_database
+    from reconciler.service import queue
 
     check_task(task)
     path = None if source == "-" else Path(source)
@@ -46,14 +45,12 @@ def enqueue(
     items, repeated = _read_items(name, path)
     settings = settings_of(ctx)
     with open_database(settings.database_url) as engine:
-        migrate.require_current(engine)
-        with engine.connect() as conn:
-            routed = sorted(queue.route_rows(conn))
+        routed = queue.routed_tasks(engine)
         if task not in routed and not allow_unrouted:
             _refuse_unrouted(task, routed)
-        added, skipped = queue.enqueue(engine, task, items, datetime.now(UTC))
-    out.print(f"{task}: {added} added, {_skipped_text(skipped, repeated)} from {name}.")
-    if task not in routed:
+        done = queue.enqueue(engine, task, items)
+    out.print(f"{task}: {done.added} added, {_skipped_text(done.skipped, repeated)} from {name}.")
+    if not done.routed:
         err.print(f"warning: task {task} has no route yet; its jobs wait until it has one.")
     return 0
 
@@ -185,17 +182,13 @@ def jobs(ctx: typer.Context, output: FormatOption = OutputFormat.text) -> int:
     """
     if ctx.invoked_subcommand is not None:
         return 0
-    from reconciler.adapters.db import migrate
-    from reconciler.adapters.db import queue_store as queue
     from reconciler.cli.database import open_database
+    from reconciler.service import queue
 
     settings = settings_of(ctx)
     with open_database(settings.database_url) as engine:
-        migrate.require_current(engine)
-        with engine.connect() as conn:
-            counted = queue.counts(conn)
-            dead = queue.dead_jobs(conn, 20)
-    statuses = (queue.QUEUED, queue.LEASED, queue.DONE, queue.DEAD)
+        counted, dead = queue.summary(engine, 20)
+    statuses = queue.STATUSES
     tasks = sorted({task for task, _ in counted})
     if output is OutputFormat.json:
         document = {
@@ -247,9 +240,8 @@ def retry(
 ) -> int:
     """Put dead jobs back in the queue: due now, attempts reset, the last error kept as
     `previous: ...`. Safe while workers run: only dead jobs are touched."""
-    from reconciler.adapters.db import migrate
-    from reconciler.adapters.db import queue_store as queue
     from reconciler.cli.database import open_database
+    from reconciler.service import queue
 
     check_task(task)
     if not dead and not item:
@@ -259,8 +251,7 @@ def retry(
     wanted = sorted(set(item)) if item else None
     settings = settings_of(ctx)
     with open_database(settings.database_url) as engine:
-        migrate.require_current(engine)
-        count = queue.retry_dead(engine, task, wanted, datetime.now(UTC))
+        count = queue.retry(engine, task, wanted)
     if wanted is None:
         out.print(f"{task}: {count} dead job(s) put back in the queue.")
         return 0
@@ -288,10 +279,9 @@ def purge(
     ] = None,
 ) -> int:
     """Delete finished jobs of a task; queued and leased ones are never touched."""
-    from reconciler.adapters.db import migrate
-    from reconciler.adapters.db import queue_store as queue
     from reconciler.cli.database import open_database
     from reconciler.core.scoring import DURATION_HINT, parse_duration
+    from reconciler.service import queue
 
     check_task(task)
     if not done and not dead:
@@ -303,7 +293,6 @@ def purge(
     before = None if age is None else _ago(age)
     settings = settings_of(ctx)
     with open_database(settings.database_url) as engine:
-        migrate.require_current(engine)
         deleted = queue.purge(engine, task, statuses, before)
     shown = " and ".join(f"{deleted[status]} {status}" for status in statuses)
     when = f" finished more than {older_than} ago" if older_than else ""
@@ -354,12 +343,12 @@ def score(
     import asyncio
 
     from reconciler import readiness
-    from reconciler.adapters.db import queue_store as queue
     from reconciler.adapters.plugins import load_registry
     from reconciler.cli.database import open_database
     from reconciler.core.readiness import SERVABLE
     from reconciler.core.scoring import percentile
     from reconciler.scoring import ScoringWorker
+    from reconciler.service import queue
 
     settings = settings_of(ctx)
     registry = load_registry()
@@ -373,8 +362,7 @@ def score(
                 )
         worker = ScoringWorker(engine, registry, on_wait=_say_wait)
         stats = asyncio.run(worker.drain(servable))
-        with engine.connect() as conn:
-            counted = queue.counts(conn)
+        counted, _ = queue.summary(engine, 0)
     waiting = sum(n for (task, status), n in counted.items() if status == queue.QUEUED)
     p50 = percentile(stats.latencies_ms, 0.5)
     out.print(
