@@ -81,14 +81,6 @@ ENTRY_TO_ADAPTERS: dict[str, frozenset[str]] = {
     "reconciler/cli/db_cmds.py": frozenset({"reconciler.adapters.db.migrate"}),
     "reconciler/cli/plans.py": frozenset({"reconciler.adapters.db.store"}),
     "reconciler/cli/queue_cmds.py": frozenset({"reconciler.adapters.plugins"}),
-    "reconciler/cli/results_cmds.py": frozenset(
-        {
-            "reconciler.adapters.db.migrate",
-            "reconciler.adapters.db.queue_store",
-            "reconciler.adapters.plugins",
-            "reconciler.adapters.secrets",
-        }
-    ),
     "reconciler/cli/run_cmd.py": frozenset({"reconciler.adapters.plugins"}),
     "reconciler/cli/state_cmds.py": frozenset(
         {
@@ -98,7 +90,6 @@ ENTRY_TO_ADAPTERS: dict[str, frozenset[str]] = {
         }
     ),
     "reconciler/cli/status_cmds.py": frozenset({"reconciler.adapters.plugins"}),
-    "reconciler/daemon/api_results.py": frozenset({"reconciler.adapters.db.queue_store"}),
     "reconciler/daemon/app.py": frozenset(
         {
             "reconciler.adapters.db.leader",

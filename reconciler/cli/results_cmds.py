@@ -30,8 +30,6 @@ from reconciler.core.text import bound, escape_control
 from reconciler.errors import StateError
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
     from reconciler.ask import Answered
 
 FORMULA_LEADS = ("=", "+", "-", "@")
@@ -115,20 +113,19 @@ def results(
 ) -> int:
     """The answers of finished jobs by task and item id: answer fields, who answered, latency,
     tokens, attempts, when, and the error of dead jobs."""
-    from reconciler.adapters.db import migrate
-    from reconciler.adapters.db import queue_store as queue
     from reconciler.cli.database import open_database
+    from reconciler.service import results
 
     if task is not None:
         check_task(task)
-    statuses = queue.FINISHED if status is StatusChoice.all else (status.value,)
-    query = queue.ResultQuery(task, statuses, _since(since))
+    statuses = results.FINISHED if status is StatusChoice.all else (status.value,)
+    query = results.ResultQuery(task, statuses, _since(since))
     settings = settings_of(ctx)
     with open_database(settings.database_url) as engine:
-        migrate.require_current(engine)
-        fields = _answer_fields(engine, task)
+        rows_read = results.stream(engine, query)
+        fields = results.answer_fields(engine, task)
         totals = Totals()
-        rows = totals.tally(queue.iter_results(engine, query))
+        rows = totals.tally(rows_read)
         shape = Shape(fields, task is None, status)
         with _output(path, output) as stream:
             _write(output, rows, stream, shape, totals)
@@ -149,21 +146,6 @@ def _since(given: str | None) -> datetime | None:
             "or a duration such as 30m, 1h or 7d"
         )
     return moment
-
-
-def _answer_fields(engine: Engine, task: str | None) -> list[str]:
-    """The answer fields shown as columns: the task's output schema's (the default one's when
-    it declares none), or every route's for all tasks."""
-    from reconciler.adapters.db import queue_store as queue
-    from reconciler.core.scoring import answer_fields
-
-    with engine.connect() as conn:
-        routes = queue.route_rows(conn)
-    if task is not None:
-        route = routes.get(task)
-        return answer_fields(route["output_schema"] if route else None)
-    fields = [f for r in routes.values() for f in answer_fields(r["output_schema"])]
-    return list(dict.fromkeys([*answer_fields(None), *fields]))
 
 
 @contextmanager
@@ -339,12 +321,11 @@ def try_(
     gave it; nothing is queued or stored."""
     from pydantic import ValidationError
 
-    from reconciler.adapters.db import migrate
-    from reconciler.adapters.plugins import load_registry
-    from reconciler.ask import RouteFailure, ask_once
+    from reconciler.ask import RouteFailure
     from reconciler.cli.database import open_database
     from reconciler.core.scoring import JobInput
     from reconciler.core.wording import error_message
+    from reconciler.service import results
 
     check_task(task)
     given = sys.stdin.read() if text == "-" else text
@@ -355,9 +336,8 @@ def try_(
         raise StateError(f"the item's text: {error_message(first)}") from None
     settings = settings_of(ctx)
     with open_database(settings.database_url) as engine:
-        migrate.require_current(engine)
         try:
-            answered = ask_once(engine, load_registry(), task, item.payload())
+            answered = results.try_item(engine, task, item.payload())
         except RouteFailure as failure:
             lines = "".join(f"\n  {line}" for line in failure.lines)
             raise StateError(f"no provider could answer for task {task}:{lines}") from None
@@ -366,10 +346,9 @@ def try_(
 
 
 def _show_answer(task: str, answered: Answered, output: OutputFormat) -> None:
-    from reconciler.adapters import secrets
-    from reconciler.core.scoring import scrub_answer
+    from reconciler.service import results
 
-    answer = scrub_answer(answered.result, secrets.known())
+    answer = results.shown_answer(answered)
     if output is OutputFormat.json:
         document = {
             "format_version": 1,

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import Engine
 
-from reconciler.adapters.db import queue_store
+from reconciler.service import results
 
 MAX_LIMIT = 1000
 
@@ -34,7 +34,7 @@ def encode_cursor(task: str, item_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> queue_store.Cursor:
+def decode_cursor(cursor: str) -> results.Cursor:
     """The (task, item id) a cursor names; ValueError when it is not one this API gave."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
@@ -67,9 +67,9 @@ def router(engine: Engine) -> APIRouter:
             ) from None
         if cursor is not None and task is not None and cursor[0] != task:
             raise HTTPException(400, f"`after` is a cursor of another task than {task!r}")
-        statuses = queue_store.FINISHED if status is StatusFilter.all else (status.value,)
-        query = queue_store.ResultQuery(task, statuses)
-        rows = await asyncio.to_thread(_page, engine, query, cursor, limit)
+        statuses = results.FINISHED if status is StatusFilter.all else (status.value,)
+        query = results.ResultQuery(task, statuses)
+        rows = await asyncio.to_thread(results.page, engine, query, cursor, limit)
         last = rows[-1] if len(rows) == limit else None
         return {
             "results": [_document(row) for row in rows],
@@ -77,13 +77,6 @@ def router(engine: Engine) -> APIRouter:
         }
 
     return api
-
-
-def _page(
-    engine: Engine, query: queue_store.ResultQuery, after: queue_store.Cursor | None, limit: int
-) -> list[dict[str, Any]]:
-    with engine.connect() as conn:
-        return queue_store.results_page(conn, query, after, limit)
 
 
 def _document(row: dict[str, Any]) -> dict[str, Any]:

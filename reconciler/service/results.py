@@ -1,0 +1,61 @@
+"""Reading the answers of finished jobs, as `reconciler results` and `/api/v1/results` do, and
+asking one item through a route without queueing it, as `reconciler try` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import Engine
+
+from reconciler.adapters import secrets
+from reconciler.adapters.db import migrate
+from reconciler.adapters.db import queue_store as store
+from reconciler.adapters.plugins import load_registry
+from reconciler.ask import Answered, ask_once
+from reconciler.core.scoring import answer_fields as schema_fields
+from reconciler.core.scoring import scrub_answer
+
+FINISHED = store.FINISHED
+ResultQuery = store.ResultQuery
+Cursor = store.Cursor
+
+
+def stream(engine: Engine, query: ResultQuery) -> Iterator[dict[str, Any]]:
+    """Every result the query selects, by task and item id, read a page at a time."""
+    migrate.require_current(engine)
+    return store.iter_results(engine, query)
+
+
+def page(
+    engine: Engine, query: ResultQuery, after: Cursor | None, limit: int
+) -> list[dict[str, Any]]:
+    """One page of results after the cursor `after` (the last page's last (task, item id))."""
+    with engine.connect() as conn:
+        return store.results_page(conn, query, after, limit)
+
+
+def answer_fields(engine: Engine, task: str | None) -> list[str]:
+    """The answer fields to show as columns: the task's output schema's (the default one's when
+    it declares none), or every route's for all tasks."""
+    with engine.connect() as conn:
+        routes = store.route_rows(conn)
+    if task is not None:
+        route = routes.get(task)
+        return schema_fields(route["output_schema"] if route else None)
+    fields = [f for r in routes.values() for f in schema_fields(r["output_schema"])]
+    return list(dict.fromkeys([*schema_fields(None), *fields]))
+
+
+def try_item(engine: Engine, task: str, payload: dict[str, Any]) -> Answered:
+    """One item through the task's route as the worker sends it; nothing is queued or stored.
+    Raises `ask.RouteFailure` when no target gave a valid answer."""
+    migrate.require_current(engine)
+    return ask_once(engine, load_registry(), task, payload)
+
+
+def shown_answer(answered: Answered) -> dict[str, Any]:
+    """The answer with every resolved secret value cut out: a model may echo the key back."""
+    shown: dict[str, Any] = scrub_answer(answered.result, secrets.known())
+    return shown
