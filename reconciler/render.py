@@ -8,7 +8,8 @@ from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
 
-from reconciler.core.plan import Action, Op, Plan, diff, is_secret_ref
+from reconciler.core.field_rules import masked
+from reconciler.core.plan import Action, FieldChange, Op, Plan, diff, is_secret_ref
 from reconciler.errors import Problem
 
 PROBLEMS_FORMAT_VERSION = 1
@@ -112,9 +113,11 @@ def _action_lines(action: Action) -> list[Line]:
     drift = "  [drift: changed outside the files]" if action.drift else ""
     head = f"  {SIGNS[action.op]} {action.op} {action.kind} {action.key!r}{where}{drift}"
     if action.op is Op.create and action.essence is not None:
-        fields = [f"      {c.path}: {_value(c.new)}" for c in diff({}, action.essence)]
+        fields = [f"      {c.path}: {_shown(c, c.new)}" for c in diff({}, action.essence)]
     else:
-        fields = [f"      {c.path}: {_value(c.old)} -> {_value(c.new)}" for c in action.changes]
+        fields = [
+            f"      {c.path}: {_shown(c, c.old)} -> {_shown(c, c.new)}" for c in action.changes
+        ]
     return [(head, Tone(action.op.value)), *((f, None) for f in fields)]
 
 
@@ -133,7 +136,7 @@ def action_line(action: Action, root: Path | None = None, fields: int = 3, width
     if action.op is not Op.update or not action.changes:
         return head
     shown = [
-        f"{c.path} {_short(_value(c.old), width)} -> {_short(_value(c.new), width)}"
+        f"{c.path} {_short(_shown(c, c.old), width)} -> {_short(_shown(c, c.new), width)}"
         for c in action.changes[:fields]
     ]
     more = len(action.changes) - fields
@@ -142,6 +145,12 @@ def action_line(action: Action, root: Path | None = None, fields: int = 3, width
 
 def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _shown(change: FieldChange, value: object) -> str:
+    """A value of a plan's field as it may be printed: a row written by hand, or drifted, may
+    hold a literal credential, which is never shown (`field_rules.masked`)."""
+    return _value(masked(value, change.path.rsplit(".", 1)[-1]))
 
 
 def _value(value: object) -> str:

@@ -308,7 +308,11 @@ def _hostile_rows(engine: Engine) -> None:
     made = {"managed_by": "manual", "created_at": now, "updated_at": now}
     endpoint = {
         "base_url": "http://127.0.0.1:9/<img src=x onerror=alert(1)>",
-        "headers": {"Authorization": f"Bearer {LITERAL}", "X-Note": "<svg onload=alert(1)>"},
+        "headers": {
+            "Authorization": f"Bearer {LITERAL}",
+            "X-Note": "<svg onload=alert(1)>",
+            "X-Custom-Token": LITERAL,
+        },
         "api_key": LITERAL,
     }
     row = {"name": HOSTILE, "type": "<b>odd</b>", "enabled": True, "protect": False}
@@ -329,7 +333,13 @@ def _hostile_rows(engine: Engine) -> None:
         latency_ms=12.4,
     )
     with engine.begin() as conn:
-        plugin = {"access_token": LITERAL, "max_tokens": 64}
+        plugin = {"access_token": LITERAL, "max_tokens": 64, "accessToken": LITERAL}
+        plugin |= {
+            "clientSecret": LITERAL,
+            "passphrase": LITERAL,
+            "nested": [{"authToken": LITERAL}],
+        }
+        plugin |= {"mirror": f"https://user:{LITERAL}@127.0.0.1:9/v1?key={LITERAL}"}
         config = {"endpoint": endpoint, "plugin": plugin}
         conn.execute(insert(providers), [row | made | source | {"config": config}])
         conn.execute(insert(routes), [route | made])
@@ -361,4 +371,13 @@ def test_the_providers_view_escapes_what_a_row_holds_and_never_shows_a_literal_c
     assert served["config"]["endpoint"]["api_key"] == NOT_SHOWN
     assert served["config"]["endpoint"]["headers"]["Authorization"] == NOT_SHOWN
     assert served["config"]["endpoint"]["headers"]["X-Note"] == "<svg onload=alert(1)>"
-    assert served["config"]["plugin"] == {"access_token": NOT_SHOWN, "max_tokens": 64}
+    assert served["config"]["plugin"] == {
+        "access_token": NOT_SHOWN,
+        "max_tokens": 64,
+        "accessToken": NOT_SHOWN,
+        "clientSecret": NOT_SHOWN,
+        "passphrase": NOT_SHOWN,
+        "nested": [{"authToken": NOT_SHOWN}],
+        "mirror": "https://127.0.0.1:9/v1 (user info and query not shown)",
+    }
+    assert served["config"]["endpoint"]["headers"]["X-Custom-Token"] == NOT_SHOWN

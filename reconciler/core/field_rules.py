@@ -6,7 +6,8 @@ hold, and how a character is named in a message. Pure; `spec` builds its models 
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import StringConstraints
 
@@ -99,3 +100,59 @@ def header_name_defect(name: str) -> str | None:
 def is_secret_header(name: str) -> bool:
     """True for a header whose value is a credential, however its name is spelled or padded."""
     return name.strip().lower() in SECRET_HEADERS
+
+
+# Words that make a field's or a header's value a credential, in any provider type's config
+# (`api_key`, `accessToken`, `X-Custom-Token`, `clientSecret`); `max_tokens` is not one.
+_CREDENTIAL_WORDS = frozenset(
+    {"key", "apikey", "token", "secret", "password", "passwd", "passphrase", "pass", "pwd"}
+    | {"credential", "credentials", "auth", "authorization", "bearer", "cookie", "signature"}
+)
+_CREDENTIAL_ENDINGS = ("token", "secret", "password", "passphrase", "apikey", "credential")
+_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+
+
+def is_credential_name(name: str) -> bool:
+    """True for a field or header name whose value is a credential, however it is spelled:
+    snake_case, camelCase or kebab-case, or a known secret header."""
+    if is_secret_header(name):
+        return True
+    words = [word.lower() for word in _WORD.findall(name)]
+    joined = "".join(words)
+    return bool(_CREDENTIAL_WORDS.intersection(words)) or joined.endswith(_CREDENTIAL_ENDINGS)
+
+
+NOT_SHOWN = "(a literal credential, not shown)"
+
+
+def masked(value: Any, name: str = "") -> Any:
+    """`value`, held under the field `name`, as it may be shown: a credential only as its
+    `{env: NAME}` reference or NOT_SHOWN, at any depth, and a URL without user info or query.
+
+    Rows may be written by hand, so nothing here trusts their shape.
+    """
+    if isinstance(value, dict) and set(value) == {"env"} and isinstance(value["env"], str):
+        return {"env": value["env"]}
+    if value is not None and is_credential_name(name):
+        return NOT_SHOWN
+    if isinstance(value, dict):
+        return {str(key): masked(item, str(key)) for key, item in value.items()}
+    if isinstance(value, list):
+        return [masked(item) for item in value]
+    if isinstance(value, str) and "://" in value:
+        return _bare_url(value)
+    return value
+
+
+def _bare_url(text: str) -> str:
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return text
+    if not (parts.username or parts.password or parts.query):
+        return text
+    netloc = f"[{host}]{port}" if ":" in host else f"{host}{port}"
+    hidden = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return f"{hidden} (user info and query not shown)"

@@ -8,7 +8,6 @@ credential is only ever shown as its reference: `{"env": "NAME"}`.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,16 +16,9 @@ from sqlalchemy import Connection, Table, select
 
 from reconciler.adapters.db import readiness_store
 from reconciler.adapters.db.tables import MANAGED_BY_CONFIG, providers, routes
+from reconciler.core.field_rules import NOT_SHOWN, is_credential_name, masked
 from reconciler.core.readiness import Reason, Verdict
-from reconciler.core.spec import is_secret_header
 
-NOT_SHOWN = "(a literal credential, not shown)"
-# Words that make a field's value a credential (`api_key`, `access-token`), in any provider
-# type's config; `max_tokens` is not one.
-_CREDENTIAL_WORDS = frozenset(
-    {"key", "apikey", "token", "secret", "password", "passwd", "credential", "credentials"}
-    | {"auth", "authorization", "bearer", "cookie"}
-)
 # Endpoint fields shown, in this order; `headers` and `api_key` only as references.
 ENDPOINT_FIELDS = ("base_url", "timeout_s", "connect_timeout_s", "probe_timeout_s", "verify_tls")
 # Fields a provider type adds beside `endpoint`, shown where the row has them.
@@ -210,24 +202,10 @@ def shown_provider_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def shown_config(config: dict[str, Any]) -> dict[str, Any]:
-    """A provider's stored config with every credential as its reference or a placeholder.
-
-    A hand-written row may hold a literal key anywhere, so every field whose name says it is a
-    credential is shown through `shown_secret`, at any depth, and headers by their names.
-    """
-    return {str(name): _shown_field(str(name), value) for name, value in config.items()}
-
-
-def _shown_field(name: str, value: Any) -> Any:
-    if name == "headers":
-        return shown_headers(value)
-    if _CREDENTIAL_WORDS.intersection(re.split(r"[^a-z0-9]+", name.lower())):
-        return shown_secret(value)
-    if isinstance(value, dict):
-        return shown_config(value)
-    if isinstance(value, list):
-        return [_shown_field("", item) for item in value]
-    return value
+    """A provider's stored config with every credential as its reference or a placeholder, at
+    any depth, however its field or header is named (`core.field_rules.masked`)."""
+    shown: dict[str, Any] = masked(config)
+    return shown
 
 
 def shown_headers(headers: Any) -> dict[str, Any]:
@@ -236,7 +214,7 @@ def shown_headers(headers: Any) -> dict[str, Any]:
         return {}
     return {
         str(name): shown_secret(value)
-        if is_secret_header(str(name)) or isinstance(value, dict)
+        if is_credential_name(str(name)) or isinstance(value, dict)
         else value
         for name, value in headers.items()
     }
