@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,9 +100,10 @@ class Asker:
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         self.env = env
-        self._clients: dict[str, tuple[ProviderSpec, ShardedClient]] = {}
-        self._retired: list[ShardedClient] = []
-        self._slots: dict[str, tuple[int, asyncio.Semaphore]] = {}
+        # Per provider, the client and the limit of the newest config generation seen: jobs
+        # claimed before an apply may still be in flight with an older snapshot.
+        self._clients: dict[str, tuple[int, ProviderSpec, ShardedClient]] = {}
+        self._limits: dict[str, ProviderLimit] = {}
 
     async def ask(
         self, snapshot: RouteSnapshot, task: str, route: Mapping[str, Any], payload: dict[str, Any]
@@ -155,9 +157,10 @@ class Asker:
             headers = resolve_headers(spec.endpoint, env, driver.auth_headers)
         except MissingSecret as exc:
             raise CallFailure(exc.detail, transient=True) from None
+        generation = snapshot.generation
         async with (
-            self._slot(target.provider, spec),
-            self._client(target.provider, spec).lease() as client,
+            self._limit(target.provider, spec, generation).held(),
+            self._client(target.provider, spec, generation).lease() as client,
         ):
 
             async def call(sent: list[dict[str, str]]) -> ChatAnswer:
@@ -175,28 +178,58 @@ class Asker:
             answer.completion_tokens,
         )
 
-    def _slot(self, provider: str, spec: ProviderSpec) -> asyncio.Semaphore:
-        held = self._slots.get(provider)
-        if held is None or held[0] != spec.max_concurrency:
-            held = (spec.max_concurrency, asyncio.Semaphore(spec.max_concurrency))
-            self._slots[provider] = held
-        return held[1]
+    def _limit(self, provider: str, spec: ProviderSpec, generation: int) -> ProviderLimit:
+        """One limit per provider, sized by the newest generation's `max_concurrency`: calls of
+        older and newer snapshots count against the same limit."""
+        limit = self._limits.get(provider)
+        if limit is None:
+            limit = self._limits[provider] = ProviderLimit(spec.max_concurrency, generation)
+        elif generation >= limit.generation:
+            limit.resize(spec.max_concurrency, generation)
+        return limit
 
-    def _client(self, provider: str, spec: ProviderSpec) -> ShardedClient:
+    def _client(self, provider: str, spec: ProviderSpec, generation: int) -> ShardedClient:
+        """The client of the newest spec seen; an older snapshot's call never brings an older
+        client back. A replaced client is closed once its calls in flight are done."""
         held = self._clients.get(provider)
-        if held is not None and held[0] == spec:
-            return held[1]
-        if held is not None:  # calls in flight may still use it: close it in `close`
-            self._retired.append(held[1])
+        if held is not None and (held[1] == spec or held[0] > generation):
+            return held[2]
+        if held is not None:
+            held[2].retire()
         client = ShardedClient(spec.endpoint, max_connections=spec.max_concurrency)
-        self._clients[provider] = (spec, client)
+        self._clients[provider] = (generation, spec, client)
         return client
 
     async def close(self) -> None:
-        for client in [*(c for _, c in self._clients.values()), *self._retired]:
+        for _, _, client in self._clients.values():
             await client.aclose()
         self._clients.clear()
-        self._retired.clear()
+
+
+class ProviderLimit:
+    """At most `size` calls at once to one provider; the size follows the newest config."""
+
+    def __init__(self, size: int, generation: int) -> None:
+        self.size = size
+        self.generation = generation
+        self.in_flight = 0
+        self._changed = asyncio.Condition()
+
+    def resize(self, size: int, generation: int) -> None:
+        """A new size: a larger one lets the waiting calls in as the next call ends."""
+        self.size, self.generation = size, generation
+
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.in_flight < self.size)
+            self.in_flight += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self.in_flight -= 1
+                self._changed.notify(max(1, self.size - self.in_flight))
 
 
 async def _valid_answer(

@@ -8,10 +8,15 @@ transaction per job.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 Outcome = tuple[int, dict[str, Any]]
+RETRY_BASE_S = 0.2
+RETRY_CAP_S = 5.0
+
+log = logging.getLogger(__name__)
 
 
 class GroupCommit:
@@ -32,15 +37,31 @@ class GroupCommit:
         return await written
 
     async def _drain(self) -> None:
+        failures = 0
         while self._pending:
-            batch, self._pending = self._pending, []
+            # A waiter cancelled meanwhile (its job given back at shutdown) is not written.
+            batch = [entry for entry in self._pending if not entry[2].done()]
+            self._pending = []
+            if not batch:
+                continue
             try:
                 kept = await asyncio.to_thread(self._write_many, [(i, v) for i, v, _ in batch])
-            except Exception as exc:  # each waiter sees the failure of the write it was in
-                for _, _, waiter in batch:
-                    if not waiter.done():
-                        waiter.set_exception(exc)
+            except Exception as exc:
+                # An answer already paid for is not thrown away because the database was busy
+                # or down for a moment: the jobs stay held (their leases renewed) and the
+                # write is tried again, with whatever arrived meanwhile.
+                failures += 1
+                delay = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** (failures - 1))
+                log.warning(
+                    "could not store %d outcome(s) (%s); trying again in %.1f s",
+                    len(batch),
+                    type(exc).__name__,
+                    delay,
+                )
+                self._pending[:0] = batch
+                await asyncio.sleep(delay)
                 continue
+            failures = 0
             for job_id, _, waiter in batch:
                 if not waiter.done():  # a waiter cancelled meanwhile no longer listens
                     waiter.set_result(job_id in kept)

@@ -97,7 +97,7 @@ class ScoringWorker:
         self._on_wait = on_wait or _log_wait
         self._on_answered = on_answered or (lambda task, answered: None)
         self._noticed: datetime | None = None
-        self._capacity = self.options.batch  # learned from the providers at the first claim
+        self._capacity = self.options.batch  # learned from the providers before each claim
         self._running: dict[int, asyncio.Task[None]] = {}
         self._cached: tuple[RouteSnapshot | None, float] = (None, 0.0)
         self._outcomes = GroupCommit(partial(queue.finish_many, engine, self.owner))
@@ -165,19 +165,20 @@ class ScoringWorker:
         return max(1, min(self.options.batch, self._capacity) // 4)
 
     async def _claim_batch(self, tasks: set[str]) -> int:
-        room = self._room()
-        if not tasks or room <= 0 or (self._running and room < self._refill_at()):
+        if not tasks:
             return 0
-        now = datetime.now(UTC)
-        lease = timedelta(seconds=self.options.lease_s)
-        jobs = await asyncio.to_thread(
-            queue.claim, self.engine, self.owner, tasks, room, lease, now
-        )
-        if not jobs:
-            return 0
+        # The routes first: what the providers can take decides how many to claim, and a
+        # failure here leaves no claimed job untracked.
         snapshot = await asyncio.to_thread(self._snapshot)
         slots = sum(spec.max_concurrency for spec in snapshot.specs.values() if spec.enabled)
         self._capacity = max(4 * slots, 16)
+        room = self._room()
+        if room <= 0 or (self._running and room < self._refill_at()):
+            return 0
+        lease = timedelta(seconds=self.options.lease_s)
+        jobs = await asyncio.to_thread(
+            queue.claim, self.engine, self.owner, tasks, room, lease, datetime.now(UTC)
+        )
         for job in jobs:
             if job.id in self._running:
                 continue  # its lease lapsed and this worker took it again: the call still runs
@@ -299,25 +300,33 @@ class ScoringWorker:
         return True
 
     async def _wind_down(self, keeper: asyncio.Task[None]) -> None:
-        """Let calls in flight finish briefly, then cancel them and give their jobs back."""
+        """Let calls in flight finish briefly, then cancel them and give their jobs back; the
+        lease keeper and the clients are closed whatever happens, so a restart leaks neither."""
+        try:
+            await self._give_back()
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+            await self.asker.close()
+
+    async def _give_back(self) -> None:
         running = dict(self._running)
-        if running:
-            _, pending = await asyncio.wait(
-                set(running.values()), timeout=self.options.stop_grace_s
-            )
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-            unfinished = [job_id for job_id, task in running.items() if task in pending]
-            now = datetime.now(UTC)
+        if not running:
+            return
+        _, pending = await asyncio.wait(set(running.values()), timeout=self.options.stop_grace_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        unfinished = [job_id for job_id, task in running.items() if task in pending]
+        try:
             released = await asyncio.to_thread(
-                queue.release, self.engine, self.owner, unfinished, now
+                queue.release, self.engine, self.owner, unfinished, datetime.now(UTC)
             )
-            if released:
-                log.info("gave %d leased job(s) back to the queue", released)
-        keeper.cancel()
-        await asyncio.gather(keeper, return_exceptions=True)
-        await self.asker.close()
+        except SQLAlchemyError as exc:  # their leases lapse within lease_s all the same
+            log.warning("could not give %d job(s) back: %s", len(unfinished), type(exc).__name__)
+            return
+        if released:
+            log.info("gave %d leased job(s) back to the queue", released)
 
 
 def _log_wait(seconds: float, count: int) -> None:

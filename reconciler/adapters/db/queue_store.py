@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -160,7 +160,9 @@ def claim(
             .values(
                 status=LEASED,
                 lease_owner=owner,
-                lease_expires_at=now + lease,
+                # From when the lock was got, not when the claim was asked for: waiting for
+                # SQLite's write lock must not eat into the lease.
+                lease_expires_at=max(now, datetime.now(UTC)) + lease,
                 attempts=scoring_jobs.c.attempts + 1,
                 updated_at=now,
             )
@@ -195,8 +197,7 @@ def finish_many(
     ids = [job_id for job_id, _ in outcomes]
     still_held = (scoring_jobs.c.lease_owner == owner, scoring_jobs.c.status == LEASED)
     with _begin(engine) as conn:
-        held_query = select(scoring_jobs.c.id).where(scoring_jobs.c.id.in_(ids), *still_held)
-        held = set(conn.execute(held_query.with_for_update()).scalars())
+        held = _lock_held(conn, ids, still_held)
         # One executemany per shape of outcome (done, retried, dead write different columns).
         by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for job_id, values in outcomes:
@@ -244,8 +245,22 @@ def _update_held(engine: Engine, owner: str, job_ids: Iterable[int], values: dic
         scoring_jobs.c.status == LEASED,
     )
     with _begin(engine) as conn:
+        _lock_held(conn, ids, held[1:])
         result = conn.execute(update(scoring_jobs).where(*held).values(**values))
         return result.rowcount
+
+
+def _lock_held(conn: Connection, ids: list[int], still_held: tuple[Any, ...]) -> set[int]:
+    """Lock the rows of `ids` still held, in id order, and return their ids. Every writer of
+    held rows (finish, renew, release) locks in the same order, so two of them on PostgreSQL
+    wait for each other instead of deadlocking."""
+    query = (
+        select(scoring_jobs.c.id)
+        .where(scoring_jobs.c.id.in_(ids), *still_held)
+        .order_by(scoring_jobs.c.id)
+        .with_for_update()
+    )
+    return set(conn.execute(query).scalars())
 
 
 def counts(conn: Connection) -> dict[tuple[str, str], int]:

@@ -10,6 +10,7 @@ calls at once, that shard always has a free connection.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -32,6 +33,8 @@ class ShardedClient:
         size = -(-max_connections // count)
         self._clients = [make_client(endpoint, size, resolver) for _ in range(count)]
         self._busy = [0] * count
+        self._retired = False
+        self._closing: asyncio.Task[None] | None = None
 
     @asynccontextmanager
     async def lease(self) -> AsyncIterator[httpx.AsyncClient]:
@@ -42,6 +45,18 @@ class ShardedClient:
             yield self._clients[index]
         finally:
             self._busy[index] -= 1
+            if self._retired and not any(self._busy):
+                self._close_soon()
+
+    def retire(self) -> None:
+        """No new call will lease this client: close it once its calls in flight are done."""
+        self._retired = True
+        if not any(self._busy):
+            self._close_soon()
+
+    def _close_soon(self) -> None:
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self.aclose())
 
     async def aclose(self) -> None:
         for client in self._clients:
