@@ -174,3 +174,8 @@ def test_the_loop_checks_every_task_at_start_on_its_timer_and_when_asked() -> No
     loop._last_full -= 31  # an interval since every task was last checked
     loop.poke({("route", "x")})
     assert loop._next_round() is None
+    loop.poke({("route", "y")})
+    changed = loop._next_round()
+    loop._retry(changed)  # that round failed: the next one owes its rows
+    loop.poke({("route", "z")})
+    assert loop._next_round() == {("route", "y"), ("route", "z")}

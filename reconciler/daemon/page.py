@@ -211,8 +211,8 @@ def _queue(state: DaemonState, now: datetime) -> str:
     )
     dead = "".join(
         f"<li><span class='mono'>{_text(job['task'])}/{_text(job['item_id'])}</span> after "
-        f"{job['attempts']} attempt(s): <span class='remedy'>{_text(job['error'], 300)}</span>"
-        "</li>"
+        f"{job['attempts']} attempt(s): "
+        f"<span class='remedy'>{_text(job['error'] or '', 300)}</span></li>"
         for job in view.dead
     )
     latest = (

@@ -59,6 +59,13 @@ class ReadinessLoop:
             self._changed.update(changed)
         self._wake.set()
 
+    def _retry(self, changed: set[tuple[str, str]] | None) -> None:
+        """A round that failed is owed: its rows (or every task) go into the next one."""
+        if changed is None:
+            self._full = True
+        else:
+            self._changed |= changed
+
     def _next_round(self) -> set[tuple[str, str]] | None:
         """What the round about to run checks: the rows changed since the last one, or None for
         every task (at start, on a timer, when asked, and at least once an interval)."""
@@ -81,8 +88,10 @@ class ReadinessLoop:
                     await _unless_stopped(self.round(prober, changed), stop)
                 except (ReconcilerError, SQLAlchemyError) as exc:
                     log.warning("readiness check skipped: %s", str(exc).splitlines()[0])
+                    self._retry(changed)
                 except Exception:  # a bug in one round must not end readiness for good
                     log.exception("readiness check failed; trying again next round")
+                    self._retry(changed)
                 waiter = asyncio.ensure_future(self._wake.wait())
                 stopper = asyncio.ensure_future(stop.wait())
                 await asyncio.wait(
