@@ -164,16 +164,20 @@ class ScoringWorker:
         then serves many jobs instead of costing a transaction per job."""
         return max(1, min(self.options.batch, self._capacity) // 4)
 
+    def _wants_more(self) -> bool:
+        room = self._room()
+        return room > 0 and not (self._running and room < self._refill_at())
+
     async def _claim_batch(self, tasks: set[str]) -> int:
-        if not tasks:
+        if not tasks or not self._wants_more():
             return 0
-        # The routes first: what the providers can take decides how many to claim, and a
-        # failure here leaves no claimed job untracked.
+        # The routes before the claim: what the providers can take decides how many to claim,
+        # and a failure here leaves no claimed job untracked.
         snapshot = await asyncio.to_thread(self._snapshot)
         slots = sum(spec.max_concurrency for spec in snapshot.specs.values() if spec.enabled)
         self._capacity = max(4 * slots, 16)
         room = self._room()
-        if room <= 0 or (self._running and room < self._refill_at()):
+        if not self._wants_more():
             return 0
         lease = timedelta(seconds=self.options.lease_s)
         jobs = await asyncio.to_thread(
