@@ -341,7 +341,7 @@ EDITS: list[tuple[str, Callable[[dict[str, Any]], object], str]] = [
     (
         "a zero timeout",
         lambda d: _endpoint(d).update(timeout_s=0.0),
-        "endpoint.timeout_s: must be greater than 0.0",
+        "endpoint.timeout_s: must be greater than 0",
     ),
     (
         "a field repeated inside config",
@@ -417,7 +417,7 @@ def test_every_problem_of_an_edited_saved_plan_is_one_line_then_a_count(
     assert result.code == 1 and "Traceback" not in result.output and ESC not in result.output
     assert result.stderr.splitlines() == [
         f"{saved}: the saved plan's provider 'local' is not a valid spec: "
-        "endpoint.timeout_s: must be greater than 0.0",
+        "endpoint.timeout_s: must be greater than 0",
         f"{saved}: the saved plan's route 'BAD KEY\\x1b[31m' has an invalid name: use lowercase "
         "letters, digits, '-', '_' and '.', starting with a letter or digit, at most 63 "
         "characters",

@@ -12,13 +12,13 @@ import shutil
 import struct
 import subprocess
 from collections.abc import Callable
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
 from tests.daemon_harness import Daemon
 from tests.fakeprovider import FakeModel, FakeServer
+from tests.html_checks import TextOf
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -66,31 +66,6 @@ def headless(chromium: Path, profile: Path, *args: str) -> subprocess.CompletedP
     command = [str(chromium), "--headless", "--no-sandbox", "--disable-gpu"]
     command += [f"--user-data-dir={profile}", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
-
-
-class TextOf(HTMLParser):
-    """The text of a document, as a reader sees it (scripts and styles left out)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.parts: list[str] = []
-        self._skip = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._skip += tag in ("script", "style")
-
-    def handle_endtag(self, tag: str) -> None:
-        self._skip -= tag in ("script", "style")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip:
-            self.parts.append(data)
-
-    @classmethod
-    def of(cls, document: str) -> str:
-        parser = cls()
-        parser.feed(document)
-        return " ".join(" ".join(parser.parts).split())
 
 
 def config_files(local: str, down: str) -> dict[str, str]:

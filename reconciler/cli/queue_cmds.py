@@ -50,7 +50,7 @@ def enqueue(
             _refuse_unrouted(task, routed)
         done = queue.enqueue(engine, task, items)
     out.print(f"{task}: {done.added} added, {_skipped_text(done.skipped, repeated)} from {name}.")
-    if not done.routed:
+    if task not in routed:
         err.print(f"warning: task {task} has no route yet; its jobs wait until it has one.")
     return 0
 

@@ -33,7 +33,7 @@ from reconciler.core.spec import (
     forbidden_control,
 )
 from reconciler.core.text import bound
-from reconciler.core.wording import reworded
+from reconciler.core.wording import BOUNDS, LENGTHS, message_of, reworded
 from reconciler.core.yamldoc import format_path
 
 _NAMES = TypeAdapter(Name)
@@ -192,22 +192,6 @@ _TYPES = {
 }
 
 
-_BOUNDS = {
-    "greater_than": ("gt", "greater than"),
-    "greater_than_equal": ("ge", "at least"),
-    "less_than": ("lt", "less than"),
-    "less_than_equal": ("le", "at most"),
-}
-
-
-_LENGTHS = {
-    "string_too_short": ("min_length", "at least", "character"),
-    "string_too_long": ("max_length", "at most", "character"),
-    "too_short": ("min_length", "at least", "item"),
-    "too_long": ("max_length", "at most", "item"),
-}
-
-
 def _describe(error: ErrorDetails, cut: bool) -> str:
     kind, ctx = error["type"], error.get("ctx") or {}
     if kind == "missing":
@@ -218,12 +202,8 @@ def _describe(error: ErrorDetails, cut: bool) -> str:
         return "not a field of this format"
     if kind in _TYPES:
         return f"must be {_TYPES[kind]}"
-    if kind in _BOUNDS:
-        name, words = _BOUNDS[kind]
-        return f"must be {words} {ctx.get(name)}"
-    if kind in _LENGTHS:
-        name, words, unit = _LENGTHS[kind]
-        return f"must have {words} {ctx.get(name)} {unit}(s)"
+    if kind in BOUNDS or kind in LENGTHS:
+        return message_of(error)  # a limit, in the same words as `validate` says it
     if kind == "string_pattern_mismatch":
         if ctx.get("pattern") == ENV_NAME_PATTERN:
             return "not a valid environment variable name (the value is not shown)"

@@ -55,7 +55,7 @@ _GIVEN: dict[type, str] = {
 _GIVEN_KINDS: dict[type, str] = {dict: "a mapping", list: "a list", type(None): "null"}
 
 
-_BOUNDS = {
+BOUNDS = {
     "greater_than": ("gt", "greater than"),
     "greater_than_equal": ("ge", "at least"),
     "less_than": ("lt", "less than"),
@@ -63,7 +63,7 @@ _BOUNDS = {
 }
 
 
-_LENGTHS = {
+LENGTHS = {
     "string_too_short": ("min_length", "at least", "character"),
     "string_too_long": ("max_length", "at most", "character"),
     "too_short": ("min_length", "at least", "item"),
@@ -86,11 +86,11 @@ def message_of(error: ErrorDetails, given: str | None = None, empty: bool = Fals
         if empty:
             return f"{expected}, but the value is empty"
         return f"{expected}, not {given}" if given else expected
-    if kind in _BOUNDS:
-        name, words = _BOUNDS[kind]
+    if kind in BOUNDS:
+        name, words = BOUNDS[kind]
         return f"must be {words} {number(ctx.get(name))}"
-    if kind in _LENGTHS:
-        name, words, unit = _LENGTHS[kind]
+    if kind in LENGTHS:
+        name, words, unit = LENGTHS[kind]
         count = ctx.get(name)
         if kind == "string_too_short" and count == 1:
             return "must not be empty"

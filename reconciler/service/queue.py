@@ -20,12 +20,10 @@ STATUSES = (QUEUED, LEASED, DONE, DEAD)
 
 @dataclass(frozen=True)
 class Enqueued:
-    """What an enqueue did: how many added, how many skipped by their job's status, and whether
-    the task has a route (its jobs wait until it has one)."""
+    """What an enqueue did: how many added, how many skipped by their job's status."""
 
     added: int
     skipped: dict[str, int]
-    routed: bool
 
 
 def routed_tasks(engine: Engine) -> list[str]:
@@ -38,10 +36,8 @@ def routed_tasks(engine: Engine) -> list[str]:
 def enqueue(engine: Engine, task: str, items: Sequence[tuple[str, dict[str, Any]]]) -> Enqueued:
     """Add the items the task has no job for yet."""
     migrate.require_current(engine)
-    with engine.connect() as conn:
-        routed = task in store.route_rows(conn)
     added, skipped = store.enqueue(engine, task, items, datetime.now(UTC))
-    return Enqueued(added, skipped, routed)
+    return Enqueued(added, skipped)
 
 
 def summary(engine: Engine, dead_limit: int) -> tuple[dict[tuple[str, str], int], list[Any]]:
