@@ -1,8 +1,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# uv installs in a fraction of pip's time; pip only bootstraps it inside the virtualenv.
-UV     := $(BIN)/uv pip install --quiet --python $(BIN)/python
+# uv installs in a fraction of pip's time; pip only bootstraps it inside the virtualenv. Bytecode
+# is compiled at install, as pip does, so no command start compiles its libraries.
+UV     := $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python
 # Running needs the runtime only; linting, type checks and tests add the development tools.
 RUNTIME := $(VENV)/.installed-runtime
 DEV     := $(VENV)/.installed

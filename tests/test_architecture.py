@@ -30,6 +30,7 @@ LEAVES = frozenset(
         "reconciler.settings",
         "reconciler.logs",
         "reconciler.render",
+        "reconciler.problem_report",
     }
 )
 USE_CASES = frozenset(

@@ -15,7 +15,7 @@ import pytest
 import typer
 from pydantic import ValidationError
 
-from reconciler.cli import app
+from reconciler.cli import command_line
 from reconciler.core.scoring import JobInput
 from tests.conftest import FIXTURES, Result
 
@@ -266,7 +266,7 @@ def commands(group: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]
         yield from commands(command, (*path, name))
 
 
-ALL_COMMANDS = list(commands(typer.main.get_command(app)))
+ALL_COMMANDS = list(commands(typer.main.get_command(command_line())))
 
 
 def test_every_command_is_asked_for_its_help() -> None:

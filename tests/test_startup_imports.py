@@ -50,3 +50,77 @@ def test_a_command_without_a_database_imports_no_heavy_stack(args: list[str]) ->
     result = json.loads(done.stdout.strip().rsplit("\n", 1)[-1])
     assert result["code"] == 0, done.stderr
     assert result["heavy"] == [], f"`reconciler {' '.join(args)}` imported {result['heavy']}"
+
+
+LIGHT_PROBE = """
+import json, sys
+from reconciler.cli import main
+code = main(sys.argv[1:])
+print("\\n" + json.dumps({"code": code, "modules": sorted(sys.modules)}))
+"""
+# What a config check does not use: terminal rendering, the other commands, the plan, readiness and
+# scoring models, and a settings framework.
+NOT_FOR_A_CHECK = ("rich", "reconciler.cli.state_cmds", "reconciler.cli.queue_cmds",
+                   "reconciler.cli.run_cmd", "reconciler.core.plan_model",
+                   "reconciler.core.readiness", "reconciler.core.scoring",
+                   "pydantic_settings")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["validate", str(ROOT / "config")],
+        ["validate", str(ROOT / "tests" / "fixtures")],
+        ["schema"],
+    ],
+    ids=["valid", "invalid", "schema"],
+)
+def test_checking_config_loads_neither_rich_nor_other_commands(args: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", LIGHT_PROBE, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    result = json.loads(done.stdout.strip().rsplit("\n", 1)[-1])
+    assert result["code"] in (0, 1), done.stderr
+    loaded = set(result["modules"])
+    assert "reconciler.cli.config_cmds" in loaded
+    assert not loaded & set(NOT_FOR_A_CHECK), sorted(loaded & set(NOT_FOR_A_CHECK))
+
+
+def test_every_command_is_registered_by_the_module_the_command_line_loads_for_it() -> None:
+    import typer
+
+    from reconciler.cli import COMMAND_MODULES, command_line
+
+    group = typer.main.get_command(command_line())
+    assert isinstance(group, typer.core.TyperGroup)
+    assert set(group.commands) == set(COMMAND_MODULES)
+    for name, command in group.commands.items():
+        callback = command.callback
+        if isinstance(command, typer.core.TyperGroup):  # `db`, `jobs`: their subcommands' module
+            callback = next(iter(command.commands.values())).callback
+        assert callback is not None
+        module = callback.__module__
+        if module == "typer.main":  # typer wraps callbacks; the original keeps its module
+            module = callback.__wrapped__.__module__  # type: ignore[attr-defined]
+        assert module == f"reconciler.cli.{COMMAND_MODULES[name]}", name
+
+
+@pytest.mark.parametrize("command", ["plan", "jobs retry", "db current", "status", "try"])
+def test_a_command_is_found_when_only_its_own_module_is_loaded(command: str) -> None:
+    """Without `--help` only the named module loads; the command still parses its options."""
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler", *command.split(), "--no-such-option"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == 1
+    assert "No such option: --no-such-option" in done.stderr, done.stderr
+    assert "No such command" not in done.stderr

@@ -10,6 +10,7 @@ test needs no download of them), never its reconciler: that comes from the wheel
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -20,6 +21,9 @@ import pytest
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.timeout(300)
+
+NOT_SHIPPED = (".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "tests",
+               "bench", "*.db")  # fmt: skip
 
 
 def _run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -40,9 +44,13 @@ def _run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with reconciler installed from a freshly built wheel; its bin directory."""
     base = tmp_path_factory.mktemp("wheel")
+    # From a copy of the tree: setuptools builds in `build/` beside the sources, and two test
+    # workers building in the checkout at once would pull it from under each other.
+    source = base / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SHIPPED))
     # Built as `pip install .` builds it, from this environment's setuptools: no download.
     _run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index",
-         "--no-build-isolation", "-w", base / "dist", ROOT, cwd=base)  # fmt: skip
+         "--no-build-isolation", "-w", base / "dist", source, cwd=base)  # fmt: skip
     wheels = list((base / "dist").glob("reconciler-*.whl"))
     assert len(wheels) == 1, wheels
     venv = base / "venv"

@@ -8,12 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from typer.core import TyperArgument
 
 from reconciler import __version__, logs
-from reconciler.core.wording import error_message
-from reconciler.errors import StateError
 from reconciler.logs import LogFormat
 
 if TYPE_CHECKING:
@@ -100,12 +97,7 @@ def root(
         "log_format": log_format,
         "verbose": verbose or None,
     }
-    try:
-        settings = Settings(**{k: v for k, v in given.items() if v is not None})
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        name = f"RECONCILER_{str(first['loc'][0]).upper()}" if first["loc"] else "a setting"
-        raise StateError(f"{name}: {error_message(first)}") from None
+    settings = Settings.load(given)
     logs.configure(settings.log_format, settings.verbose)
     ctx.obj = Context(settings=settings)
 

@@ -39,7 +39,7 @@ def validate(
     from reconciler.adapters.files import load_sources, paused_gc
     from reconciler.adapters.plugins import load_registry
     from reconciler.core.config import ConfigLoader
-    from reconciler.render import problems_github, problems_json, problems_text
+    from reconciler.problem_report import problems_github, problems_json, problems_text
 
     targets = paths or [settings_of(ctx).config_dir]
     files = 0

@@ -82,7 +82,7 @@ def _read_items(name: str, path: Path | None) -> tuple[list[tuple[str, dict[str,
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from reconciler.render import problems_text
+    from reconciler.problem_report import problems_text
 
     try:
         # JSON lines end at "\n" only: a JSON string may hold U+2028 or "\x1c", which
@@ -96,7 +96,7 @@ def _read_items(name: str, path: Path | None) -> tuple[list[tuple[str, dict[str,
     repeated = 0
     problems: list[Problem] = []
     progress = Progress(
-        TextColumn("reading"), BarColumn(), MofNCompleteColumn(), console=err, transient=True
+        TextColumn("reading"), BarColumn(), MofNCompleteColumn(), console=err.rich, transient=True
     )
     with progress:
         bar = progress.add_task("lines", total=len(lines), visible=len(lines) >= PROGRESS_FROM)

@@ -43,7 +43,7 @@ def _desired(settings: Settings) -> DesiredState:
     from reconciler import reconcile
     from reconciler.adapters.plugins import load_registry
     from reconciler.core.config import ConfigLoader
-    from reconciler.render import problems_text
+    from reconciler.problem_report import problems_text
 
     try:
         return reconcile.load_config([settings.config_dir], ConfigLoader(load_registry()))

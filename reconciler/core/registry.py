@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from reconciler.core.readiness import Reason, RemedyContext
 from reconciler.core.spec import (
     AnthropicProvider,
     OllamaProvider,
     OpenAICompatibleProvider,
     ProviderSpec,
 )
+
+if TYPE_CHECKING:  # loading config never needs the readiness model
+    from reconciler.core.readiness import Reason, RemedyContext
 
 ENTRY_POINT_GROUP = "reconciler.providers"
 

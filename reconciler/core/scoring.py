@@ -89,23 +89,6 @@ class JobInput(BaseModel):
         return {"messages": [m.model_dump() for m in self.messages or []]}
 
 
-def check_output_schema(schema: Any) -> str | None:
-    """Why `schema` is not a usable JSON Schema for an answer, or None when it is."""
-    if not isinstance(schema, dict):
-        return "output_schema must be a mapping (a JSON Schema object)"
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import SchemaError
-
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        where = "/".join(str(p) for p in exc.path) or "the top level"
-        return f"output_schema is not a valid JSON Schema at {where}: {exc.message}"
-    if schema.get("type") != "object":
-        return "output_schema must describe a JSON object (`type: object`)"
-    return None
-
-
 def system_prompt(task: str, prompt: str | None) -> str:
     """The route's prompt, else the built-in rubric for `scoring`, else a generic one."""
     if prompt:

@@ -39,7 +39,7 @@ from reconciler.core.field_rules import (
     header_name_defect,
     is_secret_header,
 )
-from reconciler.core.scoring import check_output_schema
+from reconciler.core.output_schema import check_output_schema
 from reconciler.core.urls import UrlRejected, check_base_url
 
 # The field rules are re-exported: callers import them from here, with the models.
@@ -110,9 +110,12 @@ ModelName = Annotated[
 
 
 class Strict(BaseModel):
-    """Base of every spec model: strict types, unknown fields refused, immutable."""
+    """Base of every spec model: strict types, unknown fields refused, immutable.
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    Validators are built on first use, so a command pays only for the types its files use.
+    """
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, defer_build=True)
 
 
 class SecretRef(Strict):

@@ -40,7 +40,8 @@ from reconciler.errors import (
     TemporaryError,
     UnsafePlan,
 )
-from reconciler.render import SIGNS, action_line, problems_text
+from reconciler.problem_report import problems_text
+from reconciler.render import SIGNS, action_line
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    url = config.get_main_option("sqlalchemy.url") or Settings().database_url
+    url = config.get_main_option("sqlalchemy.url") or Settings.load().database_url
     engine = make_engine(url)
     try:
         with engine.connect() as conn:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from dataclasses import replace
 from importlib import import_module
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from reconciler.adapters.providers.driver import (
     CallRequest,
@@ -18,11 +18,13 @@ from reconciler.adapters.providers.driver import (
     ProviderDriver,
     Reading,
 )
-from reconciler.adapters.providers.failure import CallFailure
-from reconciler.adapters.providers.observation import Observation
 from reconciler.core import registry
-from reconciler.core.readiness import Reason, RemedyContext
 from reconciler.core.registry import ProviderType
+
+if TYPE_CHECKING:
+    from reconciler.adapters.providers.failure import CallFailure
+    from reconciler.adapters.providers.observation import Observation
+    from reconciler.core.readiness import Reason, RemedyContext
 
 
 class LazyDriver:

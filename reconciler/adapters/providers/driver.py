@@ -18,14 +18,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from reconciler.adapters.providers.failure import CallFailure
-from reconciler.adapters.providers.observation import Observation
-from reconciler.core.readiness import Reason, RemedyContext
-from reconciler.core.scoring import DEFAULT_MAX_OUTPUT_TOKENS
 from reconciler.core.spec import ProviderSpec
 
-if TYPE_CHECKING:  # validating files never loads httpx
+if TYPE_CHECKING:  # validating files loads neither httpx nor the readiness and scoring models
     import httpx
+
+    from reconciler.adapters.providers.failure import CallFailure
+    from reconciler.adapters.providers.observation import Observation
+    from reconciler.core.readiness import Reason, RemedyContext
 
 __all__ = [
     "DRIVER_METHODS",
@@ -123,6 +123,8 @@ def bearer(api_key: str | None) -> dict[str, str]:
 
 def capped(params: Mapping[str, Any], *names: str) -> dict[str, Any]:
     """The route's params with `names[0]` set to the default output cap unless one is given."""
+    from reconciler.core.scoring import DEFAULT_MAX_OUTPUT_TOKENS  # only calls need the cap
+
     if any(name in params for name in names):
         return dict(params)
     return {names[0]: DEFAULT_MAX_OUTPUT_TOKENS, **params}
