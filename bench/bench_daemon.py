@@ -25,6 +25,8 @@ files name. Anything else fails the benchmark.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import os
 import re
 import shutil
@@ -55,6 +57,9 @@ from reconciler.adapters.files import load_sources
 from reconciler.adapters.plugins import load_registry
 from reconciler.core.config import ConfigLoader
 from reconciler.core.plan import Op
+from reconciler.daemon.metrics import Metrics
+from reconciler.daemon.state import DaemonState
+from reconciler.daemon.worker import ReconcileWorker, WorkerOptions
 
 NAME = "daemon"
 TITLE = "Save-to-commit latency of `reconciler run` (atomic save -> route row committed), idle CPU"
@@ -70,6 +75,9 @@ TARGET_MS = (200.0, 500.0)  # p50, p99: the issue
 STRETCH_MS = (100.0, 200.0)  # p50, p99 at 10,000 routes in 100 files: DESIGN 8
 STRETCH_CASE = "10000x100"
 
+MEMORY_ROUTES, MEMORY_FILES = 10_000, 100
+MEMORY_EDITS, QUICK_MEMORY_EDITS, MEMORY_STEP = 1_000, 100, 250
+
 POLL_S = 0.001
 EDIT_TIMEOUT_S = 30.0
 START_TIMEOUT_S = 600.0
@@ -83,7 +91,8 @@ _SUFFIX = re.compile(r"-e\d+$")
 
 HEADERS = (
     *("case", "edits", "p50 ms", "p99 ms", "max ms", "p50 x target", "p99 x target"),
-    *("floor ms", "p50 - floor ms", "cpu/edit ms", "idle cpu s/min", "idle % core", "runs"),
+    *("floor ms", "p50 - floor ms", "cpu/edit ms", "no-change ms", "no-change floor ms"),
+    *("rss MB start/end", "idle cpu s/min", "idle % core", "runs"),
 )
 
 
@@ -105,6 +114,13 @@ class Process:
         stat = Path(f"/proc/{self.proc.pid}/stat").read_text(encoding="ascii")
         fields = stat.rsplit(")", 1)[1].split()
         return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self) -> float:
+        """Resident memory of the process, in MB (VmRSS)."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no VmRSS in /proc/PID/status")
 
     def alive(self) -> None:
         if self.proc.poll() is not None:
@@ -264,6 +280,14 @@ def run(options: Options) -> Report:
         load = os.getloadavg()[0]
         report.rows.append(_latency_row(case, engine_name, routes, files, EDITS, options))
         report.notes.append(_load_note(case, load))
+    if options.selected(case := f"{NAME}/memory/sqlite/{MEMORY_ROUTES}x{MEMORY_FILES}"):
+        progress(f"{case} ...")
+        report.rows.append(_memory_row(case, QUICK_MEMORY_EDITS if quick else MEMORY_EDITS))
+        report.notes.append(
+            f"{case}: resident memory (MB) once the files are applied, then every "
+            f"{MEMORY_STEP} edits (each edit waits for its commit, not for quiet); the last "
+            "column of `rss` is after the last edit."
+        )
     if options.selected(case := f"{NAME}/idle/example"):
         progress(f"{case} ...")
         load = os.getloadavg()[0]
@@ -284,8 +308,9 @@ def _latency_row(
         with bench_database(engine_name, tmp, "state.db") as url:
             raw = RawDatabase(url)
             try:
-                latencies, cpu = _edits(url, config, route_files, raw, edits, tmp)
+                latencies, cpu, rss = _edits(url, config, route_files, raw, edits, tmp)
                 floor = _floor(url, config, route_files, raw, options)
+                unchanged, unchanged_floor = _no_change(url, config, raw, options)
             finally:
                 raw.close()
     p50, p99 = statistics.median(latencies), _p99(latencies)
@@ -300,6 +325,9 @@ def _latency_row(
         f"{floor.ms:.0f}",
         f"{(p50 - floor.median) * 1000:.0f}",
         f"{statistics.median(cpu) * 1000:.0f}",
+        f"{unchanged.ms:.1f}",
+        f"{unchanged_floor.ms:.1f}",
+        f"{rss[0]:.0f}/{rss[1]:.0f}",
         "",
         "",
         str(floor.runs),
@@ -308,12 +336,14 @@ def _latency_row(
 
 def _edits(
     url: str, config: Path, files: RouteFiles, raw: RawDatabase, edits: int, tmp: Path
-) -> tuple[list[float], list[float]]:
-    """Latency and daemon CPU of each of `edits` edits, one at a time."""
+) -> tuple[list[float], list[float], tuple[float, float]]:
+    """Latency and daemon CPU of each of `edits` edits, one at a time; the daemon's resident
+    memory (MB) once it applied the files, and after the edits."""
     latencies, cpu = [], []
     with _daemon(url, config, tmp / "daemon.log", "--probe-interval", "3600") as daemon:
         daemon.wait_applied(START_TIMEOUT_S)
         daemon.wait_quiet(raw.readiness_caught_up)
+        rss_start = daemon.rss_mb()
         first = raw.generation()
         for _ in range(edits):
             before = daemon.cpu_s()
@@ -321,11 +351,12 @@ def _edits(
             latencies.append(_committed(raw, daemon, task, model, saved))
             daemon.wait_quiet(raw.readiness_caught_up)
             cpu.append(daemon.cpu_s() - before)
+        rss = (rss_start, daemon.rss_mb())
     revisions = raw.revisions_after(first)
     if revisions != (edits, edits, 0):
         raise AssertionError(f"{edits} edits made (revisions, updated, other) = {revisions}")
     _check_models(config, raw, "after the daemon's edits")
-    return latencies, cpu
+    return latencies, cpu, rss
 
 
 def _committed(raw: RawDatabase, daemon: Process, task: str, model: str, saved: float) -> float:
@@ -368,6 +399,42 @@ def _floor(url: str, config: Path, files: RouteFiles, raw: RawDatabase, options:
     return timing
 
 
+def _no_change(url: str, config: Path, raw: RawDatabase, options: Options) -> tuple[Timing, Timing]:
+    """A daemon cycle in which no file changed (an event that left the bytes alone), by the
+    daemon's own worker after it applied the files; and its floor: reading and hashing every
+    file plus one raw SELECT of the generation."""
+    engine = make_engine(url)
+    try:
+        worker = ReconcileWorker(
+            engine,
+            config,
+            ConfigLoader(load_registry()),
+            DaemonState(str(config), url),
+            Metrics(),
+            WorkerOptions(),
+            lambda: True,
+        )
+
+        def cycle() -> None:
+            if asyncio.run(worker.cycle(worker.read_sources(), resync=False)) is not None:
+                raise AssertionError("a cycle with no change asked to be retried")
+
+        cycle()  # the first one applies (nothing to change) and remembers what it applied
+        generation = raw.generation()
+        timing = measure(cycle, options)
+        if raw.generation() != generation or worker.state.error is not None:
+            raise AssertionError(f"a cycle with no change wrote or failed: {worker.state.error}")
+    finally:
+        engine.dispose()
+
+    def floor() -> int:
+        for _, data in load_sources([config]):
+            hashlib.sha256(data).digest()
+        return raw.generation()
+
+    return timing, measure(floor, options)
+
+
 def _check_models(config: Path, raw: RawDatabase, when: str) -> None:
     state = ConfigLoader(load_registry()).load(load_sources([config]))
     wanted = {task: route.spec.model for task, route in state.routes.items()}
@@ -375,6 +442,32 @@ def _check_models(config: Path, raw: RawDatabase, when: str) -> None:
     wrong = [task for task, model in wanted.items() if found.get(task) != model]
     if wrong or len(found) != len(wanted):
         raise AssertionError(f"{when}: {len(wrong)} route(s) differ from the files: {wrong[:5]}")
+
+
+def _memory_row(case: str, edits: int) -> list[str]:
+    """The daemon's resident memory over `edits` edits of one route each."""
+    with tempfile.TemporaryDirectory(prefix="reconciler-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        config = tmp / "config"
+        files = RouteFiles(write_config(config, MEMORY_ROUTES, MEMORY_FILES)[1:])
+        url = f"sqlite:///{tmp / 'memory.db'}"
+        raw = RawDatabase(url)
+        try:
+            with _daemon(url, config, tmp / "daemon.log", "--probe-interval", "3600") as daemon:
+                daemon.wait_applied(START_TIMEOUT_S)
+                daemon.wait_quiet(raw.readiness_caught_up)
+                samples = [daemon.rss_mb()]
+                for done in range(1, edits + 1):
+                    task, model, saved = files.edit()
+                    _committed(raw, daemon, task, model, saved)
+                    if done % min(MEMORY_STEP, edits) == 0:
+                        daemon.wait_quiet(raw.readiness_caught_up)
+                        samples.append(daemon.rss_mb())
+        finally:
+            raw.close()
+    blank = [""] * 11
+    rss = "/".join(f"{mb:.0f}" for mb in samples)
+    return [case, str(edits), *blank[:10], rss, "", "", ""][: len(HEADERS)]
 
 
 def _idle_row(case: str, idle_s: float) -> list[str]:
@@ -389,7 +482,7 @@ def _idle_row(case: str, idle_s: float) -> list[str]:
             time.sleep(idle_s)
             cpu, wall = daemon.cpu_s() - cpu, time.perf_counter() - started
     share = cpu / wall
-    blank = [""] * 9
+    blank = [""] * 12
     return [case, *blank, f"{share * 60:.2f}", f"{share * 100:.2f}", f"{wall:.0f} s"]
 
 

@@ -2,14 +2,16 @@
 
 Purely computational: the caller reads the files and hands in `(display name, bytes)` pairs.
 Each file is parsed and validated on its own and the result is cached by content hash, so a
-long-running caller re-parses only the files that changed. Merging and cross-references are
-checked over the whole set every time (they are cheap).
+long-running caller re-parses only the files that changed. After a load without problems, the
+next one cross-checks only the routes of the files that changed, as long as the set of declared
+provider names is the same: every other route was checked against those very names.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from reconciler.core.config_file import validate_file
 from reconciler.core.desired import (
@@ -38,6 +40,14 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True, slots=True)
+class _Clean:
+    """A load that found no problem: its files and the provider names they declared."""
+
+    files: frozenset[tuple[str, str]]
+    names: frozenset[str]
+
+
 class ConfigLoader:
     """Loads config files into a `DesiredState`, caching each file's result by content.
 
@@ -47,7 +57,9 @@ class ConfigLoader:
     def __init__(self, registry: ProviderRegistry | None = None) -> None:
         self.registry = registry or ProviderRegistry()
         self._cache: dict[tuple[str, str], FileResult] = {}
+        self._clean: _Clean | None = None  # the last load, when it found no problem
         self.parsed_files = 0  # how many files were parsed, not served from the cache
+        self.checked_routes = 0  # how many routes' references were checked, over all loads
 
     def load(
         self, files: Sequence[tuple[str, bytes]], env: Mapping[str, str] | None = None
@@ -73,11 +85,30 @@ class ConfigLoader:
         state, merge_problems = _merge(results)
         problems += merge_problems
         sources = dict(files)
-        declared = {n for result in results for n in result.provider_names}
-        problems += _cross_references(state, declared, sources)
+        declared = frozenset().union(*(result.provider_names for result in results))
+        clean, self._clean = self._clean, None
+        to_check: Iterable[DeclaredRoute] = state.routes.values()
+        if clean is not None and not problems and declared == clean.names:
+            # The other files' routes were checked against these very names, and passed.
+            to_check = [
+                route
+                for result in results
+                if (result.name, result.digest) not in clean.files
+                for route in result.routes
+            ]
+        problems += self._cross_references(to_check, declared, sources)
         if env is not None:
             problems += _missing_env(state, env, sources)
+        if not problems:
+            self._clean = _Clean(frozenset(state.files), declared)
         return state, problems
+
+    def _cross_references(
+        self, routes: Iterable[DeclaredRoute], names: frozenset[str], sources: Mapping[str, bytes]
+    ) -> list[Problem]:
+        routes = list(routes)
+        self.checked_routes += len(routes)
+        return _cross_references(routes, names, sources)
 
     def _file(self, name: str, data: bytes) -> FileResult:
         digest = hashlib.sha256(data).hexdigest()
@@ -94,6 +125,18 @@ def _merge(results: Sequence[FileResult]) -> tuple[DesiredState, list[Problem]]:
     providers: dict[str, DeclaredProvider] = {}
     routes: dict[str, DeclaredRoute] = {}
     problems: list[Problem] = []
+    files = tuple((r.name, r.digest) for r in results)
+    digest = hashlib.sha256("\n".join(f"{n}\0{d}" for n, d in files).encode()).hexdigest()
+    for result in results:  # in C, by whole files; a name declared twice is looked for below
+        providers.update(result.provider_map)
+        routes.update(result.route_map)
+    if len(providers) == sum(len(r.providers) for r in results) and len(routes) == sum(
+        len(r.routes) for r in results
+    ):
+        by_name = {r.name: r for r in results}
+        state = DesiredState(providers, routes, files, digest, file_results=by_name)
+        return state, []
+    providers, routes = {}, {}
     for result in results:
         for provider in result.providers:
             first = providers.setdefault(provider.name, provider)
@@ -107,8 +150,6 @@ def _merge(results: Sequence[FileResult]) -> tuple[DesiredState, list[Problem]]:
                 problems.append(
                     _twice("route for task", "routes", route.task, route.source, first_route.source)
                 )
-    files = tuple((r.name, r.digest) for r in results)
-    digest = hashlib.sha256("\n".join(f"{n}\0{d}" for n, d in files).encode()).hexdigest()
     state = DesiredState(providers=providers, routes=routes, files=files, digest=digest)
     return state, problems
 
@@ -139,12 +180,12 @@ class _Documents:
 
 
 def _cross_references(
-    state: DesiredState, names: set[str], sources: Mapping[str, bytes]
+    routes: Iterable[DeclaredRoute], names: frozenset[str], sources: Mapping[str, bytes]
 ) -> list[Problem]:
     docs = _Documents(sources)
     suggestion = Suggester(names)
     problems = []
-    for route in state.routes.values():
+    for route in routes:
         targets: list[tuple[tuple[str | int, ...], str, str]] = [
             (("provider",), route.spec.provider, route.spec.model)
         ]

@@ -61,6 +61,13 @@ class FileResult:
     routes: tuple[DeclaredRoute, ...]
     problems: tuple[Problem, ...]
     provider_names: frozenset[str] = frozenset()  # every name declared, valid spec or not
+    # By name, for merging whole files at once (a name declared twice keeps its last).
+    provider_map: dict[str, DeclaredProvider] = field(init=False, repr=False, compare=False)
+    route_map: dict[str, DeclaredRoute] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "provider_map", {p.name: p for p in self.providers})
+        object.__setattr__(self, "route_map", {r.task: r for r in self.routes})
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +78,9 @@ class DesiredState:
     routes: Mapping[str, DeclaredRoute]
     files: tuple[tuple[str, str], ...]  # (name, sha256) in load order
     digest: str = field(default="")
+    # Each file's own result, by name, when the loader made the state: what a file declares,
+    # looked up without going through every item.
+    file_results: Mapping[str, FileResult] = field(default_factory=dict, compare=False, repr=False)
 
     def secret_env_names(self) -> set[str]:
         """Names of every environment variable a secret reference points at."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, TypeGuard
 
@@ -89,9 +89,16 @@ def desired_subset(state: DesiredState, keys: Iterable[tuple[Kind, str]]) -> lis
 
 
 def declared_by_file(
-    state: DesiredState, names: Container[str] | None = None
+    state: DesiredState, names: Collection[str] | None = None
 ) -> dict[str, set[tuple[Kind, str]]]:
     """What each file (of `names`, or every file) declares, by file name."""
+    if names is not None and state.file_results:  # from the files' own results: no full pass
+        return {
+            name: {(Kind.provider, p) for p in result.provider_map}
+            | {(Kind.route, t) for t in result.route_map}
+            for name in names
+            if (result := state.file_results.get(name)) is not None
+        }
     declared: dict[str, set[tuple[Kind, str]]] = {
         name: set() for name, _ in state.files if names is None or name in names
     }

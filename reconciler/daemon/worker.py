@@ -48,7 +48,9 @@ log = logging.getLogger(__name__)
 # The files as read: their bytes, None when they are gone, or why one cannot be read.
 Sources = list[tuple[str, bytes]] | ConfigInvalid | None
 
-QUIET_S = 0.05  # no event and the same content for this long: the files have settled
+# No event and the same content for this long: the files have settled. The watcher already
+# waits for a pause in the events; this catches a writer that pauses without any.
+QUIET_S = 0.025
 DELETE_SETTLE_S = 1.0  # deletions wait until the files have been unchanged this long
 MAX_SETTLE_ROUNDS = 40
 RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)
@@ -105,11 +107,11 @@ class ReconcileWorker:
             await _first(self._wake.wait(), stop.wait())
             if stop.is_set():
                 return
-            sources = await self._settled(stop)
+            sources, digest = await self._settled(stop)
             if stop.is_set():
                 return
             resync, self._resync = self._resync, False
-            retry = await self.cycle(sources, resync)
+            retry = await self.cycle(sources, resync, digest)
             self.cycles += 1
             if retry is not None:
                 asyncio.get_running_loop().call_later(retry, self.poke, True)
@@ -123,8 +125,9 @@ class ReconcileWorker:
             except TimeoutError:
                 self.poke(resync=True)
 
-    async def _settled(self, stop: asyncio.Event) -> Sources:
-        """The directory's files once no event came and nothing changed for QUIET_S."""
+    async def _settled(self, stop: asyncio.Event) -> tuple[Sources, str]:
+        """The directory's files, and their digest, once no event came and nothing changed for
+        QUIET_S."""
         self._wake.clear()
         sources = await asyncio.to_thread(self.read_sources)
         previous = _digest(sources)
@@ -140,9 +143,9 @@ class ReconcileWorker:
             sources = await asyncio.to_thread(self.read_sources)
             digest = _digest(sources)
             if digest == previous:
-                return sources
+                return sources, digest
             previous = digest
-        return sources  # still changing after many rounds: go with the latest read
+        return sources, previous  # still changing after many rounds: go with the latest read
 
     def read_sources(self) -> Sources:
         """The config files; None when the directory or every file is gone; the problems when
@@ -154,8 +157,11 @@ class ReconcileWorker:
                 return None
             return exc
 
-    async def cycle(self, sources: Sources, resync: bool) -> float | None:
-        """One reconcile; returns a delay after which to retry, or None."""
+    async def cycle(
+        self, sources: Sources, resync: bool, digest: str | None = None
+    ) -> float | None:
+        """One reconcile of `sources` (whose `_digest` is `digest` when the caller has it);
+        returns a delay after which to retry, or None."""
         started = time.perf_counter()
         try:
             if sources is None:
@@ -164,7 +170,7 @@ class ReconcileWorker:
             if isinstance(sources, ConfigInvalid):
                 self.state.config_digest = _digest(sources)
                 raise sources
-            digest = _digest(sources)
+            digest = digest or _digest(sources)
             if digest != self.state.config_digest:
                 self._changed_at = time.monotonic()
             self.state.config_digest = digest
