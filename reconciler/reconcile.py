@@ -76,14 +76,14 @@ class AppliedView:
     """What the last apply left in the database, kept by a long-running caller between applies.
 
     It holds the files as applied (name -> sha256), what each of them declared, and the
-    database's fingerprint taken in that apply's transaction. While the fingerprint is the same,
-    the rows of the unchanged files are as that apply left them, so the next plan need only cover
-    what the changed files declare or declared; those rows are read again, by key. Any other
-    fingerprint (another writer; rows added or removed; a hand edit: any on PostgreSQL, one that
-    wrote a newer `updated_at` on SQLite), an error, or `forget()` means the next apply reads and
-    plans everything. What the fingerprint cannot see (on SQLite, a hand edit of a row of an
-    unchanged file that keeps `updated_at`; on PostgreSQL, a hand edit committed while an apply
-    is writing) the periodic resync, which calls `forget()` first, corrects.
+    database's fingerprint at that apply's end: the generation, and the count of writes to the
+    providers and routes tables that the database's own triggers keep. While the fingerprint is
+    the same, the rows of the unchanged files are as that apply left them, so the next plan need
+    only cover what the changed files declare or declared; those rows are read again, by key. Any
+    other fingerprint (another apply; a hand edit or another tool, each counted), a write by
+    another transaction while an apply runs, an error, or `forget()` means the next apply reads
+    and plans everything. The periodic resync, which calls `forget()` first, reads everything
+    anyway.
     """
 
     def __init__(self) -> None:
@@ -167,13 +167,23 @@ def apply(
                 raise UnsafePlan("; ".join(map(str, the_plan.refusals)))
             result = _write(conn, the_plan, who)
             if view is not None and state is not None:
-                seen = None if result.applied else view.checked  # nothing written: still current
-                view.remember(state, seen or store.fingerprint(conn))
+                _keep(view, state, conn, result.applied)
     except BaseException:
         if view is not None:
             view.forget()
         raise
     return result
+
+
+def _keep(view: AppliedView, state: DesiredState, conn: Connection, wrote: bool) -> None:
+    """Remember `state` as applied, unless another writer wrote while this apply ran."""
+    before = view.checked
+    after = store.fingerprint(conn) if wrote or before is None else before
+    raced = before is not None and after.changes != before.changes
+    if raced and store.counts_others_only(conn):
+        view.forget()  # what it wrote may not be in this apply's view
+    else:
+        view.remember(state, after)
 
 
 def _saved_plan(conn: Connection, saved: Plan, allow_mass_delete: bool) -> Plan:
@@ -196,11 +206,11 @@ def _files_plan(
     """The plan of the files' state, from the changed files only when `view` allows it."""
     the_plan: Plan | None = None
     if view is not None:
-        current = store.fingerprint(conn)
-        keys = view.changed_keys(state, current)
+        keys = view.changed_keys(state, store.fingerprint(conn))
+        counts = store.table_counts(conn) if keys is not None else None
         # Rows read by key cost more than a scan: past half the table, read it all.
-        if keys is not None and len(keys) * 2 <= current.rows:
-            the_plan, observed = _partial_plan(conn, state, keys, current, allow_mass_delete)
+        if keys is not None and counts is not None and len(keys) * 2 <= counts.rows:
+            the_plan, observed = _partial_plan(conn, state, keys, counts, allow_mass_delete)
     if the_plan is None:
         observed = store.read_observed(conn)
         items = desired_items(state)
@@ -216,7 +226,7 @@ def _partial_plan(
     conn: Connection,
     state: DesiredState,
     keys: set[tuple[Kind, str]],
-    current: store.Fingerprint,
+    counts: store.TableCounts,
     allow_mass_delete: bool,
 ) -> tuple[Plan | None, list[Observed]]:
     """The plan of `keys` alone: the same `make_plan`, with the whole table's managed count.
@@ -227,7 +237,7 @@ def _partial_plan(
     observed = store.read_observed_keys(conn, keys)
     items = desired_subset(state, keys)
     the_plan = make_plan(
-        items, observed, state.digest, allow_mass_delete=allow_mass_delete, managed=current.managed
+        items, observed, state.digest, allow_mass_delete=allow_mass_delete, managed=counts.managed
     )
     if any(a.op is Op.delete and a.kind is Kind.provider for a in the_plan.actions):
         return None, observed

@@ -194,6 +194,7 @@ def test_a_database_migrated_before_origins_were_recorded_keeps_its_legacy_table
     migrate.upgrade(database)
     migrate.check(database)
     assert migrate.plan_downgrade(database, "0004").drops == (
+        migrate.Contents("reconcile_state.changes", 1),  # 0007's write counter
         migrate.Contents("schema_table_origins", 1),
     )
     migrate.downgrade(database, "base")

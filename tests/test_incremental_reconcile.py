@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine, delete, select, update
 
 from reconciler import reconcile
+from reconciler.adapters.db import store
 from reconciler.adapters.db.tables import routes
 from reconciler.core.config import ConfigLoader
 from reconciler.core.plan import Op
@@ -150,33 +151,76 @@ def test_a_hand_edit_that_stamps_updated_at_sends_the_next_edit_to_a_full_plan(
 
 
 def test_a_hand_edit_of_a_row_the_changed_file_declares_is_seen_without_updated_at(
-    started: tuple[Daemon, Files], db_url: str
+    started: tuple[Daemon, Files],
 ) -> None:
     daemon, files = started
     _hand_edit(daemon.engine, "task-1-0", "by-hand", stamp=False)
     files["routes-1.yaml"]["task-1-2"] = "edited"
     _write(daemon.directory, files)
     daemon.cycle()
-    # SQLite: a partial plan, which reads the changed file's rows again; PostgreSQL: xmin shows.
-    assert daemon.view.partial_plans == (0 if db_url.startswith("postgresql") else 1)
+    assert (daemon.view.partial_plans, daemon.view.full_plans) == (0, 2)  # the count showed it
     assert _model(daemon.engine, "task-1-0") == "model-1-0"
     assert _left_over(daemon.engine, daemon.directory) == []
 
 
-def test_a_hand_edit_that_keeps_updated_at_is_seen_at_once_on_postgresql_else_by_the_resync(
-    started: tuple[Daemon, Files], db_url: str
-) -> None:
+def test_a_hand_edit_that_keeps_updated_at_is_seen_at_once(started: tuple[Daemon, Files]) -> None:
     daemon, files = started
     _hand_edit(daemon.engine, "task-0-0", "by-hand", stamp=False)
     files["routes-3.yaml"]["task-3-0"] = "edited"
     _write(daemon.directory, files)
-    daemon.cycle()
-    postgres = db_url.startswith("postgresql")  # its fingerprint sums the rows' xmin
-    assert _model(daemon.engine, "task-0-0") == ("model-0-0" if postgres else "by-hand")
-    result = daemon.cycle(resync=True)
-    assert [(a.key, a.drift) for a in result.plan.actions] == (
-        [] if postgres else [("task-0-0", True)]
-    )
+    result = daemon.cycle()
+    assert {a.key for a in result.plan.actions} == {"task-0-0", "task-3-0"}
+    assert _model(daemon.engine, "task-0-0") == "model-0-0"
+    assert not daemon.cycle(resync=True).applied
+    assert _left_over(daemon.engine, daemon.directory) == []
+
+
+def test_the_database_counts_every_write_to_the_tables_but_an_apply_s_own_on_postgresql(
+    started: tuple[Daemon, Files], db_url: str
+) -> None:
+    daemon, files = started
+    with daemon.engine.connect() as conn:
+        before = store.fingerprint(conn)
+    _hand_edit(daemon.engine, "task-0-0", "by-hand", stamp=False)
+    with daemon.engine.begin() as conn:
+        conn.execute(delete(routes).where(routes.c.task == "task-0-1"))
+    with daemon.engine.connect() as conn:
+        hand = store.fingerprint(conn)
+    assert hand.generation == before.generation
+    assert hand.changes == before.changes + 2  # one UPDATE, one DELETE, by hand
+    files["routes-2.yaml"]["task-2-2"] = "edited"
+    _write(daemon.directory, files)
+    result = daemon.cycle()  # puts both rows back and writes the edit: three rows
+    assert result.applied and len(result.plan.actions) == 3
+    with daemon.engine.connect() as conn:
+        after = store.fingerprint(conn)
+    assert after.generation == hand.generation + 1
+    own = 0 if db_url.startswith("postgresql") else 3  # SQLite counts its one writer's rows too
+    assert after.changes == hand.changes + own
+
+
+def test_a_write_by_another_transaction_during_an_apply_sends_the_next_to_a_full_plan(
+    started: tuple[Daemon, Files], db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time: nobody writes while an apply runs")
+    daemon, files = started
+    counts = store.table_counts
+
+    def meanwhile(conn: Connection) -> store.TableCounts:
+        _hand_edit(daemon.engine, "task-0-0", "by-hand", stamp=False)  # commits at once
+        return counts(conn)
+
+    monkeypatch.setattr(store, "table_counts", meanwhile)
+    files["routes-3.yaml"]["task-3-0"] = "edited"
+    _write(daemon.directory, files)
+    assert daemon.cycle().applied
+    monkeypatch.setattr(store, "table_counts", counts)
+    files["routes-3.yaml"]["task-3-1"] = "edited"
+    _write(daemon.directory, files)
+    result = daemon.cycle()
+    assert daemon.view.full_plans == 2  # the view was forgotten: the hand edit is not in it
+    assert {a.key for a in result.plan.actions} == {"task-0-0", "task-3-1"}
     assert _left_over(daemon.engine, daemon.directory) == []
 
 

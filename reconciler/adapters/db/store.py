@@ -18,15 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     Connection,
     Engine,
     bindparam,
-    case,
     delete,
     func,
     insert,
-    literal_column,
     select,
     text,
     update,
@@ -132,45 +129,48 @@ def _routes_observed(conn: Connection, tasks: list[str] | None) -> list[Observed
 
 @dataclass(frozen=True, slots=True)
 class Fingerprint:
-    """A cheap summary of the providers and routes tables, computed by the database.
+    """What says whether the providers and routes tables are as an apply left them.
 
-    Equal fingerprints mean no apply ran in between (the generation), no row was inserted or
-    deleted, and none was written with a newer `updated_at` (every apply writes it). On
-    PostgreSQL the sum of the rows' `xmin` is in it too, so every write of a row shows, hand
-    edits included. On SQLite a hand edit that keeps the count and the latest `updated_at` goes
-    unseen here; the periodic resync, which reads everything, finds it.
+    `generation` changes with every apply that writes; `changes` with every write to either table
+    that did not come from an apply (a hand edit, another tool), counted by the database's own
+    triggers (migration 0007). On SQLite an apply's own writes are counted too: it is the only
+    writer while its transaction lasts, so what it reads at its end is its own.
     """
 
     generation: int
-    # Per table: rows, managed rows, latest `updated_at`, sum of `xmin` (PostgreSQL).
-    tables: tuple[tuple[int, int, str | None, int | None], ...]
-
-    @property
-    def rows(self) -> int:
-        return sum(table[0] for table in self.tables)
-
-    @property
-    def managed(self) -> int:
-        return sum(table[1] for table in self.tables)
+    changes: int
 
 
 def fingerprint(conn: Connection) -> Fingerprint:
-    tables = []
-    postgres = conn.dialect.name == "postgresql"
-    for table in (providers, routes):
-        is_managed = case((table.c.managed_by == MANAGED, 1), else_=0)
-        # xmin is the id of the transaction that last wrote the row: a new one on every write.
-        written = literal_column("xmin::text::bigint" if postgres else "0", BigInteger)
-        query = select(
-            func.count(),
-            func.coalesce(func.sum(is_managed), 0),
-            func.max(table.c.updated_at),
-            func.sum(written),
+    """One row read, however large the tables."""
+    row = conn.execute(
+        select(reconcile_state.c.generation, reconcile_state.c.changes).where(
+            reconcile_state.c.id == 1
         )
-        row = conn.execute(query.select_from(table)).one()
-        latest = None if row[2] is None else str(row[2])
-        tables.append((int(row[0]), int(row[1]), latest, None if row[3] is None else int(row[3])))
-    return Fingerprint(current_generation(conn), tuple(tables))
+    ).one_or_none()
+    return Fingerprint(0, 0) if row is None else Fingerprint(int(row[0]), int(row[1]))
+
+
+def counts_others_only(conn: Connection) -> bool:
+    """True when an apply's own writes leave `Fingerprint.changes` alone (PostgreSQL): a
+    different count at its end is another writer's."""
+    return conn.dialect.name == "postgresql"
+
+
+@dataclass(frozen=True, slots=True)
+class TableCounts:
+    rows: int  # providers and routes
+    managed: int  # of them, those reconciler manages
+
+
+def table_counts(conn: Connection) -> TableCounts:
+    """How many rows both tables hold, and how many of them are managed."""
+    rows = managed = 0
+    for table in (providers, routes):
+        is_managed = func.count().filter(table.c.managed_by == MANAGED)
+        row = conn.execute(select(func.count(), is_managed).select_from(table)).one()
+        rows, managed = rows + int(row[0]), managed + int(row[1])
+    return TableCounts(rows, managed)
 
 
 def current_generation(conn: Connection) -> int:
@@ -187,6 +187,8 @@ def apply_transaction(engine: Engine, lock_timeout: float) -> Iterator[Connectio
         return
     with engine.connect() as conn, conn.begin():
         _pg_lock(conn, lock_timeout)
+        # The change counter's triggers leave this transaction's writes alone (migration 0007).
+        conn.execute(text("SELECT set_config('reconciler.applying', 'on', true)"))
         yield conn
 
 

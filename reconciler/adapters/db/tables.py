@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 # Stable constraint names, so migrations can refer to them on every engine.
@@ -96,6 +98,9 @@ reconcile_state = Table(
     Column("id", Integer, primary_key=True),
     Column("generation", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Writes to the providers and routes tables outside an apply, counted by triggers
+    # (migration 0007): one number that says whether they are as the last apply left them.
+    Column("changes", BigInteger, nullable=False, server_default=text("0")),
 )
 
 revisions = Table(
