@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import Engine
 
-from reconciler.adapters.db import migrate, queue_store, store
+from reconciler.adapters.db import queue_store, revision, store
 from reconciler.adapters.db import readiness_store as stored
 from reconciler.adapters.plugins import load_registry
 from reconciler.adapters.providers.builtin import driver_of
@@ -84,7 +84,7 @@ def provider_view(
 
 def inputs_from_database(engine: Engine, registry: ProviderRegistry) -> Inputs:
     """The routes and providers as the database has them now."""
-    migrate.require_current(engine)
+    revision.require_current(engine)
     with engine.connect() as conn:
         generation = store.current_generation(conn)
         provider_rows = stored.read_provider_rows(conn)

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, Engine
 
 from reconciler import render
-from reconciler.adapters.db import migrate, store
+from reconciler.adapters.db import revision, store
 from reconciler.adapters.files import load_sources, paused_gc
 from reconciler.core.config import ConfigLoader, DesiredState
 from reconciler.core.plan import (
@@ -58,13 +58,13 @@ def load_config(
 
 def require_schema(engine: Engine) -> None:
     """Refuse a database whose schema is not the one this code expects."""
-    migrate.require_current(engine)
+    revision.require_current(engine)
 
 
 def plan(engine: Engine, state: DesiredState, *, allow_mass_delete: bool = False) -> Plan:
     """The plan from the files' state to the database's, read without a lock, with every
     refusal `apply` would make."""
-    migrate.require_current(engine)
+    revision.require_current(engine)
     with paused_gc(), engine.connect() as conn:
         observed = store.read_observed(conn)
         return make_plan(
@@ -149,7 +149,7 @@ def apply(
     made against another state, and plans that the guards refuse. With `view` (kept by the
     caller between applies), plans only what changed files declare while the view is current.
     """
-    migrate.require_current(engine)
+    revision.require_current(engine)
     if saved is not None:
         check_saved_content(saved, registry or ProviderRegistry())
     # Before the lock: asking git can take seconds on a large repository.

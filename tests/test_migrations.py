@@ -10,7 +10,7 @@ from datetime import datetime
 import pytest
 from sqlalchemy import Engine, inspect, select, text
 
-from reconciler.adapters.db import migrate
+from reconciler.adapters.db import migrate, revision
 from reconciler.adapters.db.engine import make_engine
 from reconciler.adapters.db.tables import ollama_settings, providers, routes
 from reconciler.errors import SchemaMismatch
@@ -28,6 +28,19 @@ STATE_TABLES = {
 def test_models_and_migrations_agree_on_a_fresh_database(engine: Engine) -> None:
     migrate.check(engine)  # alembic check: raises when autogenerate finds a difference
     assert migrate.current_revision(engine) == migrate.head_revision()
+
+
+def test_the_revision_read_without_alembic_is_alembic_s(engine: Engine) -> None:
+    """`revision.HEAD` is the newest migration shipped; `revision.current` reads what Alembic
+    reads, before and after a migration."""
+    assert migrate._head_of(migrate.migrations_dir()) == revision.HEAD
+    with engine.connect() as conn:
+        assert revision.current(conn) == migrate.current_revision(engine) == migrate.head_revision()
+    migrate.downgrade(engine, "0005")
+    with engine.connect() as conn:
+        assert revision.current(conn) == migrate.current_revision(engine) == "0005"
+    with pytest.raises(SchemaMismatch, match="behind this version's 0007"):
+        revision.require_current(engine)
 
 
 def test_db_check_command_passes_on_a_migrated_database(

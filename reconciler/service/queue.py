@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from reconciler.adapters.db import migrate
 from reconciler.adapters.db import queue_store as store
+from reconciler.adapters.db import revision
 
 QUEUED, LEASED, DONE, DEAD = store.QUEUED, store.LEASED, store.DONE, store.DEAD
 STATUSES = (QUEUED, LEASED, DONE, DEAD)
@@ -28,28 +28,28 @@ class Enqueued:
 
 def routed_tasks(engine: Engine) -> list[str]:
     """The tasks that have a route, sorted."""
-    migrate.require_current(engine)
+    revision.require_current(engine)
     with engine.connect() as conn:
         return sorted(store.route_rows(conn))
 
 
 def enqueue(engine: Engine, task: str, items: Sequence[tuple[str, dict[str, Any]]]) -> Enqueued:
     """Add the items the task has no job for yet."""
-    migrate.require_current(engine)
+    revision.require_current(engine)
     added, skipped = store.enqueue(engine, task, items, datetime.now(UTC))
     return Enqueued(added, skipped)
 
 
 def summary(engine: Engine, dead_limit: int) -> tuple[dict[tuple[str, str], int], list[Any]]:
     """Jobs by (task, status), and the latest `dead_limit` dead jobs."""
-    migrate.require_current(engine)
+    revision.require_current(engine)
     with engine.connect() as conn:
         return store.counts(conn), store.dead_jobs(conn, dead_limit)
 
 
 def retry(engine: Engine, task: str, item_ids: Sequence[str] | None) -> int:
     """Put the task's dead jobs (all, or those of `item_ids`) back in the queue; how many."""
-    migrate.require_current(engine)
+    revision.require_current(engine)
     return store.retry_dead(engine, task, item_ids, datetime.now(UTC))
 
 
@@ -57,5 +57,5 @@ def purge(
     engine: Engine, task: str, statuses: Sequence[str], before: datetime | None
 ) -> dict[str, int]:
     """Delete the task's finished jobs in `statuses` (finished before `before`); by status."""
-    migrate.require_current(engine)
+    revision.require_current(engine)
     return store.purge(engine, task, statuses, before)

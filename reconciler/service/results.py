@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from reconciler.adapters import secrets
-from reconciler.adapters.db import migrate
 from reconciler.adapters.db import queue_store as store
+from reconciler.adapters.db import revision
 from reconciler.adapters.plugins import load_registry
 from reconciler.ask import Answered, ask_once
 from reconciler.core.scoring import answer_fields as schema_fields
@@ -24,7 +24,7 @@ Cursor = store.Cursor
 
 def stream(engine: Engine, query: ResultQuery) -> Iterator[dict[str, Any]]:
     """Every result the query selects, by task and item id, read a page at a time."""
-    migrate.require_current(engine)
+    revision.require_current(engine)
     return store.iter_results(engine, query)
 
 
@@ -51,7 +51,7 @@ def answer_fields(engine: Engine, task: str | None) -> list[str]:
 def try_item(engine: Engine, task: str, payload: dict[str, Any]) -> Answered:
     """One item through the task's route as the worker sends it; nothing is queued or stored.
     Raises `ask.RouteFailure` when no target gave a valid answer."""
-    migrate.require_current(engine)
+    revision.require_current(engine)
     return ask_once(engine, load_registry(), task, payload)
 
 

@@ -37,10 +37,11 @@ from sqlalchemy import (
 from sqlalchemy import column as column_of
 from sqlalchemy import table as table_of
 
+from reconciler.adapters.db import revision
 from reconciler.adapters.db.tables import metadata
 from reconciler.errors import SchemaMismatch, StateError, UnsafePlan
 
-MIGRATIONS_ENV = "RECONCILER_MIGRATIONS_DIR"
+MIGRATIONS_ENV = revision.MIGRATIONS_ENV
 
 # Migration bookkeeping, apart from the application's tables as alembic_version is, yet compared
 # by `alembic check` like them: which tables a revision created, and which it found already there
@@ -262,25 +263,7 @@ def check(engine: Engine) -> None:
 
 def require_current(engine: Engine) -> None:
     """Refuse a database whose schema is behind or ahead of this code, saying what to run."""
-    current = current_revision(engine)
-    head = head_revision()
-    if current == head:
-        return
-    known = {rev for rev, _, _ in history()}
-    if current is None:
-        raise SchemaMismatch(
-            "the database has no reconciler schema yet; run `reconciler db upgrade`"
-        )
-    if current in known:
-        raise SchemaMismatch(
-            f"the database schema is at revision {current}, behind this version's {head}; "
-            "run `reconciler db upgrade`"
-        )
-    raise SchemaMismatch(
-        f"the database schema is at revision {current}, which this version does not know "
-        f"(newest known: {head}); upgrade reconciler, or run `reconciler db downgrade {head}` "
-        "with the newer version"
-    )
+    revision.require_current(engine)
 
 
 def _down(value: str | list[str] | tuple[str, ...] | None) -> str | None:
