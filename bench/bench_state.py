@@ -29,6 +29,8 @@ import os
 import shutil
 import sqlite3
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -55,6 +57,8 @@ from reconciler.core.config import ConfigLoader, DesiredState
 from reconciler.core.plan import MANAGED, Desired, Kind, desired_items, essence_hash
 
 NAME = "state"
+# Bytecode is written and used, as after `pip install`, wherever PYTHONDONTWRITEBYTECODE is set.
+_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 TITLE = "Reconcile against the database (no-op, apply of K changed routes) vs raw DBAPI SQL"
 
 FULL = (1_000, 10_000, 100_000)
@@ -286,12 +290,16 @@ NOTES = [
     "apply-K-view: apply-K with a warm reconcile.AppliedView (the daemon's path): only the "
     "changed files' items are read (by key) and planned, after a fingerprint query of the "
     "tables; every timed run must take that path.",
+    "cli-noop: `python -m reconciler apply` as a process, nothing to change (start-up "
+    "included); floor: a process that parses every file with libyaml's C loader and SELECTs "
+    "both tables with the bare driver, collector on (as a script runs); yaml floor: the same "
+    "with the collector paused.",
     "runs: timed runs of the reconcile (fewer when a run is long).",
 ]
 
 
 def _case_names(engine_name: str, routes: int) -> list[str]:
-    whats = ["noop", "cached", *(f"apply-{k}" for k in _change_counts(routes))]
+    whats = ["noop", "cached", "cli-noop", *(f"apply-{k}" for k in _change_counts(routes))]
     whats += [f"apply-{k}-view" for k in VIEW_COUNTS]
     return [f"{NAME}/{engine_name}/{routes}/{what}" for what in whats]
 
@@ -369,9 +377,60 @@ def _noop_rows(bed: Bed, options: Options) -> list[list[str]]:
             raise AssertionError(f"{case}: the cached run parsed a file again")
         floor = measure(lambda: _hash_floor(bed), options)
         rows.append(_row(case, bed.routes, cached, floor, None, None, "0"))
+    if options.selected(case := bed.case("cli-noop")):
+        progress(f"{case} ...")
+        rows.append(_cli_noop_row(bed, case, options))
     if bed.generation() != generation:
         raise AssertionError(f"{bed.case('noop')}: a no-op reconcile bumped the generation")
     return rows
+
+
+# The floor of a CLI no-op apply, as a process too: parse every file with libyaml's C loader and
+# SELECT both tables with the bare driver. argv: config dir, database URL, "paused" or "on" (gc).
+CLI_FLOOR = """
+import gc, sys
+from pathlib import Path
+import yaml
+if sys.argv[3] == "paused":
+    gc.disable()
+files = sorted(p for p in Path(sys.argv[1]).rglob("*.yaml"))
+documents = [yaml.load(p.read_bytes(), Loader=yaml.CSafeLoader) for p in files]
+url = sys.argv[2]
+if url.startswith("sqlite"):
+    import sqlite3
+    connection = sqlite3.connect(url.split("///", 1)[1])
+else:
+    import psycopg
+    connection = psycopg.connect(url.replace("postgresql+psycopg", "postgresql"))
+cursor = connection.cursor()
+for table in ("llm_provider_configs", "llm_task_routes"):
+    cursor.execute("SELECT * FROM " + table)
+    rows = cursor.fetchall()
+"""
+
+
+def _cli_noop_row(bed: Bed, case: str, options: Options) -> list[str]:
+    """`reconciler apply` with nothing to change, as a user runs it (start-up included), against
+    a process that parses the same files with the C loader and SELECTs both tables."""
+    url = bed.engine.url.render_as_string(hide_password=False)
+    command = [sys.executable, "-m", "reconciler", "--database-url", url]
+    command += ["--config", str(bed.config), "apply"]
+
+    def apply() -> None:
+        done = subprocess.run(command, capture_output=True, text=True, check=False, env=_ENV)
+        if done.returncode != 0 or "No changes" not in done.stdout:
+            raise AssertionError(f"{case}: {done.returncode}\n{done.stdout}\n{done.stderr}")
+
+    def floor(gc: str) -> None:
+        floor_args = [sys.executable, "-c", CLI_FLOOR, str(bed.config), url, gc]
+        subprocess.run(floor_args, capture_output=True, check=True, env=_ENV)
+
+    apply()  # warm the file cache and write the bytecode, untimed
+    floor("on")
+    timing = measure(apply, options)
+    natural = measure(lambda: floor("on"), options)
+    paused = measure(lambda: floor("paused"), options)
+    return _row(case, bed.routes, timing, natural, paused, None, "0")
 
 
 def _yaml_floor(bed: Bed) -> tuple[list[Any], int]:

@@ -72,12 +72,25 @@ STYLES = {
 }
 
 
+# What makes rich colour a stream that is not a terminal.
+_FORCING = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
+
+
 def colour_on(stream: Stream = out) -> bool:
     """True when `stream` writes to a terminal that shows colour and `NO_COLOR` is not set."""
     if os.environ.get("NO_COLOR", ""):
         return False
+    if not any(name in os.environ for name in _FORCING) and not _is_tty(stream.file):
+        return False  # a pipe or a file, as in CI: no need to load rich to know
     console = stream.rich
     return console.is_terminal and not console.is_dumb_terminal and console.color_system is not None
+
+
+def _is_tty(file: TextIO) -> bool:
+    try:
+        return file.isatty()
+    except (AttributeError, ValueError):  # no such method, or closed
+        return False
 
 
 def print_lines(lines: Iterable[tuple[str, str | None]], stream: Stream = out) -> None:
