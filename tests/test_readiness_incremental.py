@@ -179,3 +179,66 @@ def test_the_loop_checks_every_task_at_start_on_its_timer_and_when_asked() -> No
     loop._retry(changed)  # that round failed: the next one owes its rows
     loop.poke({("route", "z")})
     assert loop._next_round() == {("route", "y"), ("route", "z")}
+
+
+def _verdict(task: str, status: Status, required: bool = False) -> Verdict:
+    reason = None if status is Status.ready else Reason.provider_unreachable
+    return Verdict(task, status, reason, "", "", "local", "m", required, 1, None)
+
+
+def test_a_round_rewrites_only_the_series_of_tasks_whose_verdict_changed() -> None:
+    from prometheus_client import generate_latest
+
+    metrics = Metrics()
+    loop = ReadinessLoop(
+        None,  # type: ignore[arg-type]  # publishing reads neither the database nor providers
+        load_registry(),
+        DaemonState("config", "sqlite://"),
+        metrics,
+        60.0,
+        lambda: True,
+    )
+
+    def series() -> set[str]:
+        text = generate_latest(metrics.registry).decode()
+        return {
+            line
+            for line in text.splitlines()
+            if line.startswith(("reconciler_task_status{", "reconciler_task_servable{"))
+        }
+
+    loop._publish([_verdict("a", Status.ready, True), _verdict("b", Status.not_ready)])
+    assert series() == {
+        'reconciler_task_status{status="ready",task="a"} 1.0',
+        'reconciler_task_servable{required="true",task="a"} 1.0',
+        'reconciler_task_status{status="not_ready",task="b"} 1.0',
+        'reconciler_task_servable{required="false",task="b"} 0.0',
+    }
+    kept = metrics.task_status.labels("a", "ready")
+    loop._publish([_verdict("a", Status.ready, True), _verdict("c", Status.degraded)])
+    assert series() == {
+        'reconciler_task_status{status="ready",task="a"} 1.0',
+        'reconciler_task_servable{required="true",task="a"} 1.0',
+        'reconciler_task_status{status="degraded",task="c"} 1.0',
+        'reconciler_task_servable{required="false",task="c"} 1.0',
+    }
+    assert metrics.task_status.labels("a", "ready") is kept  # unchanged: not made again
+    loop._publish([_verdict("a", Status.not_ready, False)])
+    assert series() == {
+        'reconciler_task_status{status="not_ready",task="a"} 1.0',
+        'reconciler_task_servable{required="false",task="a"} 0.0',
+    }
+    # After an apply only the touched tasks are looked at: d is new, a is left as it was.
+    everything = [_verdict("a", Status.not_ready, False), _verdict("d", Status.ready)]
+    loop._publish(everything, {"d"})
+    assert series() == {
+        'reconciler_task_status{status="not_ready",task="a"} 1.0',
+        'reconciler_task_servable{required="false",task="a"} 0.0',
+        'reconciler_task_status{status="ready",task="d"} 1.0',
+        'reconciler_task_servable{required="false",task="d"} 1.0',
+    }
+    loop._publish([_verdict("d", Status.ready)], {"a"})  # a's route deleted
+    assert series() == {
+        'reconciler_task_status{status="ready",task="d"} 1.0',
+        'reconciler_task_servable{required="false",task="d"} 1.0',
+    }

@@ -43,6 +43,9 @@ class ReadinessLoop:
         self.is_leader = is_leader
         self._wake = asyncio.Event()
         self._logged: dict[str, tuple[Status, str | None]] = {}
+        # Each task's series as last published: (status, required); a round touches only the
+        # series of the tasks whose verdict changed (10,000 tasks are 20,000 series).
+        self._published: dict[str, tuple[str, str]] = {}
         # Rows ((kind, name)) applied since the last round began, and whether every task must
         # be checked all the same (leadership changed, say).
         self._changed: set[tuple[str, str]] = set()
@@ -120,7 +123,8 @@ class ReadinessLoop:
                 readiness.inputs_from_database, self.engine, self.registry
             )
             if changed is not None and self._decided:
-                return self._publish(await self._partial(inputs, changed, prober))
+                tasks = readiness.affected_tasks(inputs, changed)
+                return self._publish(await self._partial(inputs, tasks, prober), tasks)
             reports = await readiness.probe(inputs, prober)
             self._observe(reports)
             found = readiness.decide(inputs, reports, datetime.now(UTC))
@@ -133,11 +137,10 @@ class ReadinessLoop:
         return self._publish(found)
 
     async def _partial(
-        self, inputs: readiness.Inputs, changed: set[tuple[str, str]], prober: Prober
+        self, inputs: readiness.Inputs, tasks: set[str], prober: Prober
     ) -> list[Verdict]:
-        """The verdicts after an apply: the touched tasks probed and decided again, every
+        """The verdicts after an apply: the touched `tasks` probed and decided again, every
         other task's verdict kept as the last round left it."""
-        tasks = readiness.affected_tasks(inputs, changed)
         kept = [v for v in self.state.verdicts if v.task not in tasks]
         if not tasks:
             return kept
@@ -154,18 +157,33 @@ class ReadinessLoop:
         for name, report in reports.items():
             self.metrics.probe_latency.labels(name).observe(report.latency_ms / 1000)
 
-    def _publish(self, found: list[Verdict]) -> list[Verdict]:
+    def _publish(self, found: list[Verdict], touched: set[str] | None = None) -> list[Verdict]:
+        """Show `found`, every task's verdict; gauges and logs look only at the `touched`
+        tasks when given (a round after an apply), else at every task."""
         self.state.verdicts = found
         self.state.readiness_at = datetime.now(UTC)
-        self.metrics.task_status.clear()
-        self.metrics.task_servable.clear()
-        for verdict in found:
-            self.metrics.task_status.labels(verdict.task, verdict.status.value).set(1)
-            servable = verdict.status in SERVABLE
-            required = "true" if verdict.required else "false"
-            self.metrics.task_servable.labels(verdict.task, required).set(1 if servable else 0)
-        self._log_changes(found)
+        changed = found if touched is None else [v for v in found if v.task in touched]
+        self._set_series(changed, set(self._published) if touched is None else touched)
+        self._log_changes(changed)
         return found
+
+    def _set_series(self, found: list[Verdict], looked_at: set[str]) -> None:
+        """The per-task gauges of the tasks `looked_at`: a series changed or gone is removed,
+        a new value set. `found` holds their verdicts (none for a task gone)."""
+        published = self._published
+        current = {v.task: (v.status.value, "true" if v.required else "false") for v in found}
+        status, servable = self.metrics.task_status, self.metrics.task_servable
+        for task in looked_at:
+            was = published.get(task)
+            if was is not None and current.get(task) != was:
+                status.remove(task, was[0])
+                servable.remove(task, was[1])
+                del published[task]
+        for task, (now, required) in current.items():
+            if published.get(task) != (now, required):
+                status.labels(task, now).set(1)
+                servable.labels(task, required).set(1 if Status(now) in SERVABLE else 0)
+                published[task] = (now, required)
 
     def _log_changes(self, found: list[Verdict]) -> None:
         """Log the tasks whose readiness changed since the last round, not every round.

@@ -89,8 +89,9 @@ class ReconcileWorker:
         self._failures = 0
         self._reported: str | None = None  # the content whose problem was last logged
         self._changed_at = 0.0  # when the files' content last changed (monotonic)
-        # What the files declared at the last apply: a deletion needs one of these to be gone.
-        self._applied_keys: set[tuple[str, str]] | None = None
+        # What the files declared at the last apply (provider names, route tasks): a deletion
+        # needs one of these to be gone.
+        self._applied_keys: tuple[frozenset[str], frozenset[str]] | None = None
         self._waiting: str | None = None  # the content whose deletions were last said to wait
         self.view = reconcile.AppliedView()
         # Called after every apply with the rows it wrote: (kind, name).
@@ -209,9 +210,10 @@ class ReconcileWorker:
         remaining = DELETE_SETTLE_S - (time.monotonic() - self._changed_at)
         if remaining <= 0:
             return None
-        declared = _declared(desired)
-        if self._applied_keys is not None and declared >= self._applied_keys:
-            return None  # nothing the files declared before is gone: no deletion to hold back
+        if self._applied_keys is not None:
+            providers, routes = self._applied_keys
+            if providers <= desired.providers.keys() and routes <= desired.routes.keys():
+                return None  # nothing the files declared before is gone: no deletion to hold
         plan = await asyncio.to_thread(reconcile.plan, self.engine, desired)
         deletes = plan.count(Op.delete)
         if not deletes:
@@ -251,7 +253,7 @@ class ReconcileWorker:
         else:
             self.metrics.runs.labels("unchanged").inc()
         self._done(digest, result.plan)
-        self._applied_keys = _declared(desired)
+        self._applied_keys = (frozenset(desired.providers), frozenset(desired.routes))
         return None
 
     async def _apply(self, desired: DesiredState) -> reconcile.ApplyResult | None:
@@ -369,12 +371,6 @@ class ReconcileWorker:
         self.metrics.runs.labels("error").inc()
         log.warning("reconcile failed: %s; retrying in %gs", reason, delay)
         return delay
-
-
-def _declared(desired: DesiredState) -> set[tuple[str, str]]:
-    return {("provider", name) for name in desired.providers} | {
-        ("route", task) for task in desired.routes
-    }
 
 
 def _digest(sources: Sources) -> str:
