@@ -6,7 +6,7 @@ One code path for `reconciler status --probe`, `plan --probe` and the daemon's r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -82,14 +82,19 @@ def provider_view(
     )
 
 
-def inputs_from_database(engine: Engine, registry: ProviderRegistry) -> Inputs:
-    """The routes and providers as the database has them now."""
+def inputs_from_database(
+    engine: Engine, registry: ProviderRegistry, tasks: Collection[str] | None = None
+) -> Inputs:
+    """The routes and providers as the database has them now: every route, or the routes of
+    `tasks` only (with every provider), for a round that decides just those."""
     revision.require_current(engine)
     with engine.connect() as conn:
         generation = store.current_generation(conn)
         provider_rows = stored.read_provider_rows(conn)
-        route_rows = stored.read_route_rows(conn)
+        route_rows = stored.read_route_rows(conn, tasks)
         waiting = queue_store.pending_tasks(conn)
+    if tasks is not None:
+        waiting = [task for task in waiting if task in tasks]
     specs: dict[str, ProviderSpec] = {}
     unusable: dict[str, str] = {}
     drivers: dict[str, ProviderDriver] = {}

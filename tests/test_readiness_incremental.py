@@ -8,10 +8,13 @@ The periodic round still checks every task. On SQLite and PostgreSQL, against fa
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine
+import pytest
+from sqlalchemy import Connection, Engine
 
 from reconciler import readiness, reconcile
 from reconciler.adapters.db import readiness_store
@@ -88,8 +91,16 @@ class Scene:
 
 
 def test_a_changed_route_is_the_only_task_probed_and_rewritten(
-    engine: Engine, fake: FakeServer, tmp_path: Path
+    engine: Engine, fake: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    read: list[set[str] | None] = []
+    reader = readiness_store.read_route_rows
+
+    def read_route_rows(conn: Connection, tasks: Collection[str] | None = None) -> list[Any]:
+        read.append(None if tasks is None else set(tasks))
+        return reader(conn, tasks)
+
+    monkeypatch.setattr(readiness_store, "read_route_rows", read_route_rows)
     scene = Scene(engine, fake, tmp_path / "config")
     scene.apply(config(fake))
     first = scene.round(None)
@@ -102,6 +113,7 @@ def test_a_changed_route_is_the_only_task_probed_and_rewritten(
     found = scene.round(changed)
 
     assert scene.probed() == {"a"}
+    assert read == [None, {"a-03"}]  # the round after the apply read that one route only
     after = scene.checked_at()
     assert {task for task in after if after[task] != before[task]} == {"a-03"}
     by_task = {v.task: v for v in found}

@@ -119,8 +119,13 @@ class ReadinessLoop:
         """Probe and decide: every task, or when `changed` rows are given (after an apply),
         only the tasks they touch, whose verdicts alone are rewritten."""
         if self.is_leader():
+            # Routes alone changed: those routes are all the round needs. A changed provider
+            # touches every route that asks it, fallbacks included: those are found among all.
+            narrowed = None
+            if changed is not None and self._decided and all(k == "route" for k, _ in changed):
+                narrowed = {name for _, name in changed}
             inputs = await asyncio.to_thread(
-                readiness.inputs_from_database, self.engine, self.registry
+                readiness.inputs_from_database, self.engine, self.registry, narrowed
             )
             if changed is not None and self._decided:
                 tasks = readiness.affected_tasks(inputs, changed)

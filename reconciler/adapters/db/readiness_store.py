@@ -22,11 +22,18 @@ def read_provider_rows(conn: Connection) -> list[dict[str, Any]]:
     return [dict(row._mapping) for row in conn.execute(query)]
 
 
-def read_route_rows(conn: Connection) -> list[dict[str, Any]]:
-    """Every route row, by task."""
+def read_route_rows(conn: Connection, tasks: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """Every route row (of `tasks` only, when given), by task."""
     names = ("task", "provider", "model", "enabled", "required", "fallbacks", "generation")
     query = select(*(routes.c[n] for n in names)).order_by(routes.c.task)
-    return [dict(row._mapping) for row in conn.execute(query)]
+    if tasks is None:
+        return [dict(row._mapping) for row in conn.execute(query)]
+    wanted = sorted(tasks)
+    found = []
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = query.where(routes.c.task.in_(wanted[start : start + _CHUNK]))
+        found += [dict(row._mapping) for row in conn.execute(chunk)]
+    return sorted(found, key=lambda row: row["task"])
 
 
 def save_verdicts(conn: Connection, verdicts: list[Verdict]) -> None:
