@@ -3,9 +3,10 @@
 The fake servers run in a separate process (tests/fakeprovider.py), one port per provider.
 - hung: N providers, 10% accept the connection and never answer; probe timeout 1 s. The round
   must end near the timeout however many hang: the figure is round time / timeout.
-- healthy: N providers that all answer. The floor is one raw httpx GET per provider with the
-  same concurrency and one client per provider; a probe of Ollama makes 4 requests
-  (/api/version, /api/tags, /api/show, /api/ps), of an OpenAI-compatible server 1 (/models).
+- healthy: N providers that all answer. The floor is the network work of a steady probe done
+  by plain httpx: the same GETs, with the same concurrency and one kept client per provider. A
+  steady Ollama probe reads /api/tags and /api/ps (a cold one also /api/version and /api/show,
+  and /api/version again every VERSION_EVERY rounds); an OpenAI-compatible one reads /models.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ from pathlib import Path
 import httpx
 
 from bench.harness import Options, Report, measure, progress, rate, seconds
+from reconciler.adapters.providers.ollama import VERSION_EVERY
 from reconciler.adapters.providers.probe import DEFAULT_CONCURRENCY, Prober, Target
 from reconciler.core.spec import OllamaProvider, OpenAICompatibleProvider, ProviderSpec
 
 NAME = "probe"
 TIMEOUT_S = 1.0
 ROOT = Path(__file__).resolve().parent.parent
+# The GETs of a steady probe, by provider kind.
+STEADY_PATHS = {"ollama": ("api/tags", "api/ps"), "openai": ("models",)}
 HEADERS = (
     "case",
     "providers",
@@ -107,17 +111,18 @@ class Rounds:
 
         return self.loop.run_until_complete(once())
 
-    def floor(self, path: str) -> int:
+    def floor(self, paths: tuple[str, ...]) -> int:
+        """Providers whose every GET of `paths` answered 200, sent by plain httpx."""
         semaphore = asyncio.Semaphore(DEFAULT_CONCURRENCY)
 
-        async def one(client: httpx.AsyncClient) -> int:
+        async def one(client: httpx.AsyncClient) -> bool:
             async with semaphore:
-                return (await client.get(path)).status_code
+                return all([(await client.get(path)).status_code == 200 for path in paths])
 
-        async def all_of() -> list[int]:
+        async def all_of() -> list[bool]:
             return await asyncio.gather(*(one(client) for client in self.raw))
 
-        return sum(1 for code in self.loop.run_until_complete(all_of()) if code == 200)
+        return sum(self.loop.run_until_complete(all_of()))
 
     def close(self) -> None:
         async def closing() -> None:
@@ -129,8 +134,20 @@ class Rounds:
         self.loop.close()
 
 
+def _cases(quick: bool) -> list[tuple[str, int, int]]:
+    """(kind, providers, hung) of each case: 10% hung, or none."""
+    sizes = (200,) if quick else (100, 1_000)
+    cases = [
+        (kind, count, hung)
+        for count in sizes
+        for kind, hung in (("ollama", count // 10), ("ollama", 0), ("openai", 0))
+    ]
+    if not quick:
+        cases.insert(3, ("ollama", 200, 0))
+    return cases
+
+
 def run(options: Options) -> Report:
-    sizes = (200,) if options.quick else (100, 1_000)
     report = Report(
         title="Readiness probe rounds against fake providers on loopback (medians)",
         headers=HEADERS,
@@ -138,25 +155,25 @@ def run(options: Options) -> Report:
             f"probe timeout {TIMEOUT_S:g} s; hung providers accept and never answer. cold: a "
             "round with new clients (`status --probe`); round: a steady round of the daemon's "
             "prober. x timeout: round / probe timeout (target: 1.5 or less).",
-            "floor: one raw httpx GET per provider (/api/version or /v1/models) on kept clients, "
-            f"same concurrency ({DEFAULT_CONCURRENCY}). A steady Ollama probe makes 2 requests "
-            "(/api/tags, /api/ps; 4 when cold), an OpenAI-compatible one 1. healthy ok: the "
-            "fewest healthy providers reported ready in a cold / steady round (a shortfall is "
-            "a false timeout).",
+            "floor: the GETs of a steady probe sent by plain httpx on kept clients, one after "
+            f"the other per provider, same concurrency ({DEFAULT_CONCURRENCY}): /api/tags and "
+            "/api/ps for Ollama (a steady probe reads /api/version too every "
+            f"{VERSION_EVERY} rounds, and /api/show only for a new model digest), /v1/models "
+            "for OpenAI-compatible. healthy ok: the fewest healthy providers reported ready in "
+            "a cold / steady round (a shortfall is a false timeout).",
         ],
     )
-    for count in sizes:
-        for kind, hung in (("ollama", count // 10), ("ollama", 0), ("openai", 0)):
-            case = f"{NAME}/{kind}/{count}" + ("/hung" if hung else "")
-            if options.selected(case):
-                progress(f"{case} ...")
-                report.rows.append(_case(case, kind, count, hung, options))
+    for kind, count, hung in _cases(options.quick):
+        case = f"{NAME}/{kind}/{count}" + ("/hung" if hung else "")
+        if options.selected(case):
+            progress(f"{case} ...")
+            report.rows.append(_case(case, kind, count, hung, options))
     return report
 
 
 def _case(case: str, kind: str, count: int, hung: int, options: Options) -> list[str]:
     healthy = count - hung
-    floor_path = "api/version" if kind == "ollama" else "models"
+    floor_paths = STEADY_PATHS[kind]
     with fake_providers(kind, count, hung) as urls:
         rounds = Rounds(_targets(kind, urls), urls)
         try:
@@ -167,8 +184,8 @@ def _case(case: str, kind: str, count: int, hung: int, options: Options) -> list
             steady = measure(lambda: steady_ok.append(rounds.probe()), options)
             floor = None
             if not hung:
-                rounds.floor(floor_path)
-                floor = measure(lambda: rounds.floor(floor_path), options)
+                rounds.floor(floor_paths)
+                floor = measure(lambda: rounds.floor(floor_paths), options)
         finally:
             rounds.close()
     return [

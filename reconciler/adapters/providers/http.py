@@ -107,7 +107,10 @@ def _header_safe(value: str) -> bool:
 
 
 def make_client(
-    endpoint: Endpoint, max_connections: int, resolver: Resolver | None = None
+    endpoint: Endpoint,
+    max_connections: int,
+    resolver: Resolver | None = None,
+    keepalive_s: float = 5.0,
 ) -> httpx.AsyncClient:
     """One pooled client for one provider, on the egress-guarded transport.
 
@@ -121,7 +124,9 @@ def make_client(
     # Every connection a provider may have open is kept for the next call: closing all but a
     # few made nearly every call at concurrency 16 open a new connection.
     limits = httpx.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections,
+        keepalive_expiry=keepalive_s,
     )
     transport = GuardedTransport(
         ssl_context=_tls_context(endpoint.verify_tls), limits=limits, resolver=resolver

@@ -9,9 +9,9 @@ VERSION_EVERY rounds). A steady cycle is then two small reads, /api/tags and /ap
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -35,6 +35,8 @@ from reconciler.core.readiness import Reason, RemedyContext, model_matches
 from reconciler.core.spec import OllamaProvider
 
 VERSION_EVERY = 10
+_T = TypeVar("_T")
+_U = TypeVar("_U")
 
 
 @dataclass
@@ -56,10 +58,12 @@ async def probe_ollama(
     """What an Ollama server has: its version, models, their capabilities, what is loaded."""
     memory = memory or OllamaMemory()
     fresh_version = memory.version is None or memory.rounds % VERSION_EVERY == 0
-    version_read = _version(client, headers) if fresh_version else _known(memory.version)
-    version, digests, loaded = await asyncio.gather(
-        version_read, _tags(client, headers), _loaded(client, headers)
-    )
+    # The reads are independent, so they go out at once, each on its own pooled connection.
+    listed = _alongside(_loaded(client, headers), _tags(client, headers))
+    if fresh_version:
+        (loaded, digests), version = await _alongside(listed, _version(client, headers))
+    else:
+        (loaded, digests), version = await listed, memory.version
     memory.version, memory.rounds = version, memory.rounds + 1
     capabilities: dict[str, frozenset[str]] = {}
     for model in sorted(wanted):
@@ -79,8 +83,21 @@ async def probe_ollama(
     return Observation(version, frozenset(digests), capabilities, loaded)
 
 
-async def _known(version: str | None) -> str | None:
-    return version
+async def _alongside(side: Coroutine[Any, Any, _T], main: Awaitable[_U]) -> tuple[_T, _U]:
+    """`side` run as a task while `main` is awaited here; both results.
+
+    When `main` fails, its failure is the one reported (a server that is not Ollama fails its
+    version read first) and the task is cancelled rather than left running unobserved.
+    """
+    task = asyncio.ensure_future(side)
+    try:
+        found = await main
+    except BaseException:
+        task.cancel()
+        if task.done() and not task.cancelled():
+            task.exception()  # it failed too; the failure reported is `main`'s
+        raise
+    return await task, found
 
 
 async def _version(client: httpx.AsyncClient, headers: Mapping[str, str]) -> str | None:

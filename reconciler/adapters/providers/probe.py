@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 # work in this event loop. A probe still waiting after SLOT_HOLD_S hands its slot on, so hung
 # providers wait out their deadlines side by side without holding up the healthy ones.
 DEFAULT_CONCURRENCY = 32
+# A probe's connections are kept from one round to the next (the daemon's rounds are 30 s apart
+# by default): otherwise every round opens a new connection to every provider. A connection the
+# server closed meanwhile is seen as such and not reused.
+KEEPALIVE_S = 300.0
 SLOT_HOLD_S = 0.1
 LOOP_LAG_S = 0.02
 
@@ -118,7 +122,7 @@ class Prober:
         if held is not None:
             await held[1].aclose()
             self._memory.pop(target.name, None)
-        client = make_client(target.spec.endpoint, max_connections=4)
+        client = make_client(target.spec.endpoint, max_connections=4, keepalive_s=KEEPALIVE_S)
         self._clients[target.name] = (target.spec, client)
         return client
 

@@ -1,0 +1,88 @@
+"""What a steady Ollama probe reads, and how its concurrent reads end when one fails."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from reconciler.adapters.providers.ollama import VERSION_EVERY, _alongside
+from reconciler.adapters.providers.probe import Prober, Target
+from reconciler.core.readiness import ProbeReport
+from reconciler.core.spec import OllamaProvider
+from tests.fakeprovider import FakeModel, FakeServer
+
+LLAMA = FakeModel("llama3.1:8b", loaded=True)
+
+
+def target(name: str, base_url: str, probe_timeout_s: float) -> Target:
+    endpoint = {"base_url": base_url, "probe_timeout_s": probe_timeout_s}
+    spec = OllamaProvider.model_validate({"type": "ollama", "endpoint": endpoint})
+    return Target(name, spec, frozenset({"llama3.1:8b"}))
+
+
+def rounds(targets: list[Target], count: int, concurrency: int = 32) -> list[dict[str, Any]]:
+    """`count` rounds of one prober; each round's reports and when it started (monotonic)."""
+
+    async def run() -> list[dict[str, Any]]:
+        prober = Prober(env={}, concurrency=concurrency)
+        found: list[dict[str, Any]] = []
+        try:
+            for _ in range(count):
+                started = time.monotonic()
+                found.append({"started": started, **await prober.probe_all(targets)})
+        finally:
+            await prober.aclose()
+        return found
+
+    return asyncio.run(run())
+
+
+def test_the_version_is_read_again_every_version_every_rounds(fake: FakeServer) -> None:
+    url = fake.add("local", models=[LLAMA])
+    found = rounds([target("local", url, 3.0)], VERSION_EVERY + 1)
+    reports: list[ProbeReport] = [f["local"] for f in found]
+    assert all(r.ok and r.version == "0.6.2" for r in reports)
+    paths = fake.paths("local")
+    assert paths.count("/api/version") == 2  # the first round and round VERSION_EVERY + 1
+    assert paths.count("/api/tags") == paths.count("/api/ps") == VERSION_EVERY + 1
+    assert paths.count("/api/show") == 1
+
+
+def test_when_the_awaited_read_fails_the_other_is_cancelled_not_left_running() -> None:
+    cancelled = asyncio.Event()
+
+    async def never() -> str:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "never"
+
+    async def failing() -> str:
+        await asyncio.sleep(0.01)
+        raise RuntimeError("tags failed")
+
+    async def run() -> tuple[str, int]:
+        try:
+            await _alongside(never(), failing())
+        except RuntimeError as exc:
+            await asyncio.wait_for(cancelled.wait(), 1.0)
+            await asyncio.sleep(0)
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            return str(exc), len(others)
+        return "no failure", -1
+
+    assert asyncio.run(run()) == ("tags failed", 0)
+
+
+def test_both_results_come_back_in_order() -> None:
+    async def value(result: str, delay: float) -> str:
+        await asyncio.sleep(delay)
+        return result
+
+    async def run() -> tuple[str, str]:
+        return await _alongside(value("side", 0.02), value("main", 0.0))
+
+    assert asyncio.run(run()) == ("side", "main")
