@@ -51,7 +51,6 @@ from sqlalchemy.engine import make_url
 from bench.databases import bench_database, postgres_unreachable
 from bench.generate import write_config
 from bench.harness import Options, Report, Timing, measure, progress
-from reconciler import reconcile
 from reconciler.adapters.db.engine import make_engine
 from reconciler.adapters.files import load_sources
 from reconciler.adapters.plugins import load_registry
@@ -60,6 +59,7 @@ from reconciler.core.plan import Op
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.state import DaemonState
 from reconciler.daemon.worker import ReconcileWorker, WorkerOptions
+from reconciler.service import reconcile
 
 NAME = "daemon"
 TITLE = "Save-to-commit latency of `reconciler run` (atomic save -> route row committed), idle CPU"

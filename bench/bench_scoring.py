@@ -32,7 +32,6 @@ from sqlalchemy import Engine
 
 from bench.databases import bench_database, postgres_unreachable
 from bench.harness import Options, Report, measure, progress, rate, seconds
-from reconciler import reconcile
 from reconciler.adapters.db import migrate
 from reconciler.adapters.db import queue_store as queue
 from reconciler.adapters.db.engine import make_engine
@@ -40,7 +39,8 @@ from reconciler.adapters.db.tables import scoring_jobs
 from reconciler.adapters.plugins import load_registry
 from reconciler.core.config import ConfigLoader
 from reconciler.core.registry import ProviderRegistry
-from reconciler.scoring import ScoringWorker
+from reconciler.service import reconcile
+from reconciler.service.scoring import ScoringWorker
 
 NAME = "scoring"
 ROOT = Path(__file__).resolve().parent.parent

@@ -48,13 +48,13 @@ from sqlalchemy.engine import make_url
 from bench.databases import bench_database, postgres_unreachable
 from bench.generate import write_config
 from bench.harness import Options, Report, Timing, measure, progress, rate, seconds
-from reconciler import reconcile
 from reconciler.adapters.db import migrate, store
 from reconciler.adapters.db.engine import make_engine
 from reconciler.adapters.db.tables import routes as routes_table
 from reconciler.adapters.files import load_sources
 from reconciler.core.config import ConfigLoader, DesiredState
 from reconciler.core.plan import MANAGED, Desired, Kind, desired_items, essence_hash
+from reconciler.service import reconcile
 
 NAME = "state"
 # Bytecode is written and used, as after `pip install`, wherever PYTHONDONTWRITEBYTECODE is set.

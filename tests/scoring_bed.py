@@ -20,7 +20,7 @@ from reconciler.adapters.db.engine import make_engine
 from reconciler.adapters.db.store import current_generation
 from reconciler.adapters.db.tables import scoring_jobs
 from reconciler.adapters.plugins import load_registry
-from reconciler.scoring import ScoreStats, ScoringOptions, ScoringWorker
+from reconciler.service.scoring import ScoreStats, ScoringOptions, ScoringWorker
 from tests.builders import scoring_config
 from tests.conftest import Result
 from tests.fakeprovider import OPENAI, FakeModel, FakeServer, answering

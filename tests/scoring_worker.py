@@ -33,7 +33,7 @@ from reconciler.adapters.db import queue_store as queue
 from reconciler.adapters.db.engine import make_engine
 from reconciler.adapters.db.tables import scoring_jobs
 from reconciler.adapters.plugins import load_registry
-from reconciler.scoring import ScoringOptions, ScoringWorker
+from reconciler.service.scoring import ScoringOptions, ScoringWorker
 
 ROOT = Path(__file__).resolve().parent.parent
 

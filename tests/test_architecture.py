@@ -2,8 +2,8 @@
 functions included), so that the layers hold without anyone having to remember them:
 
     reconciler.cli, reconciler.daemon        entry points
-        -> use cases                          reconcile, readiness, scoring, ask, group_commit,
-                                              reconciler.service.*
+        -> reconciler.service.*               use cases: reconcile, readiness, scoring, ask,
+                                              queue, results...
         -> reconciler.adapters.*              I/O: files, database, providers, watcher
         -> reconciler.core.*                  pure
 
@@ -33,16 +33,7 @@ LEAVES = frozenset(
         "reconciler.problem_report",
     }
 )
-USE_CASES = frozenset(
-    {
-        "reconciler.reconcile",
-        "reconciler.readiness",
-        "reconciler.scoring",
-        "reconciler.ask",
-        "reconciler.group_commit",
-        "reconciler.service",
-    }
-)
+USE_CASES = frozenset({"reconciler.service"})  # and every module under it
 # What core must not import: the network, processes, threads and event loops, the collector,
 # process state (`os`: environ, getpid...), the database and HTTP stacks, the file watcher, and
 # module-level randomness (a random source is a parameter, supplied by the caller).

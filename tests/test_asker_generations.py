@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from reconciler.ask import Asker, RouteSnapshot
 from reconciler.core.spec import OllamaProvider
+from reconciler.service.ask import Asker, RouteSnapshot
 from tests.fakeprovider import FakeModel, FakeServer, answering
 
 ROUTE: dict[str, Any] = {

@@ -30,7 +30,7 @@ from reconciler.adapters.providers.probe import Target, probe_once
 from reconciler.core.readiness import Reason
 from reconciler.core.scoring import MAX_RETRY_AFTER_S
 from reconciler.core.spec import OllamaProvider
-from reconciler.scoring import ScoreStats, ScoringOptions, ScoringWorker
+from reconciler.service.scoring import ScoreStats, ScoringOptions, ScoringWorker
 from tests.conftest import Result
 from tests.fakeprovider import (
     OLLAMA,
@@ -395,7 +395,7 @@ def test_an_unexpected_error_in_a_call_is_a_true_failure_and_the_fallback_answer
     backup = fake.add("backup", kind=OPENAI, models=[FakeModel("gpt-4o-mini")], chat=answering())
     scoring.apply(primary, backup)
     scoring.enqueue("a")
-    from reconciler import ask as worker_module
+    from reconciler.service import ask as worker_module
 
     real_chat = worker_module.chat
 

@@ -18,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, delete, select, update
 
-from reconciler import reconcile
 from reconciler.adapters.db import store
 from reconciler.adapters.db.tables import routes
 from reconciler.core.config import ConfigLoader
@@ -28,6 +27,7 @@ from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.readiness_loop import ReadinessLoop
 from reconciler.daemon.state import DaemonState
 from reconciler.errors import UnsafePlan
+from reconciler.service import reconcile
 
 PROVIDERS = """\
 version: 1

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine
 
-from reconciler import readiness, reconcile
 from reconciler.adapters.db import readiness_store
 from reconciler.adapters.plugins import load_registry
 from reconciler.adapters.providers.probe import Prober
@@ -25,6 +24,7 @@ from reconciler.core.readiness import Reason, Status, Verdict
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.readiness_loop import ReadinessLoop
 from reconciler.daemon.state import DaemonState
+from reconciler.service import readiness, reconcile
 from tests.fakeprovider import FakeModel, FakeServer
 
 TASKS = 20  # per provider

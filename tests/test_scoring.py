@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.core.scoring import DEFAULT_OUTPUT_SCHEMA, SCORING_RUBRIC
-from reconciler.scoring import ScoringOptions
+from reconciler.service.scoring import ScoringOptions
 from tests.builders import LABEL_PROMPT, LABEL_SCHEMA, items
 from tests.conftest import Result
 from tests.daemon_harness import Daemon

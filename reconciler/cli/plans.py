@@ -112,10 +112,10 @@ def check_references(engine: Engine, path: Path, saved: Plan) -> None:
     Checked against the state the plan was made for; on any other state apply refuses the
     plan as stale, inside its lock.
     """
-    from reconciler import reconcile
     from reconciler.adapters.db import store
     from reconciler.core.plan import state_digest
     from reconciler.core.plan_doc import AGAIN, reference_problems
+    from reconciler.service import reconcile
 
     reconcile.require_schema(engine)
     with engine.connect() as conn:

@@ -342,13 +342,12 @@ def score(
     """
     import asyncio
 
-    from reconciler import readiness
     from reconciler.adapters.plugins import load_registry
     from reconciler.cli.database import open_database
     from reconciler.core.readiness import SERVABLE
     from reconciler.core.scoring import percentile
-    from reconciler.scoring import ScoringWorker
-    from reconciler.service import queue
+    from reconciler.service import queue, readiness
+    from reconciler.service.scoring import ScoringWorker
 
     settings = settings_of(ctx)
     registry = load_registry()

@@ -30,7 +30,7 @@ from reconciler.core.text import bound, escape_control
 from reconciler.errors import StateError
 
 if TYPE_CHECKING:
-    from reconciler.ask import Answered
+    from reconciler.service.ask import Answered
 
 FORMULA_LEADS = ("=", "+", "-", "@")
 MAX_CELL = 40  # characters of a text-table column, the last one excepted
@@ -321,11 +321,11 @@ def try_(
     gave it; nothing is queued or stored."""
     from pydantic import ValidationError
 
-    from reconciler.ask import RouteFailure
     from reconciler.cli.database import open_database
     from reconciler.core.scoring import JobInput
     from reconciler.core.wording import error_message
     from reconciler.service import results
+    from reconciler.service.ask import RouteFailure
 
     check_task(task)
     given = sys.stdin.read() if text == "-" else text

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from reconciler.core.config import DesiredState
     from reconciler.core.plan import Plan
-    from reconciler.reconcile import ApplyResult
+    from reconciler.service.reconcile import ApplyResult
     from reconciler.settings import Settings
 
 MAX_HISTORY = 10_000
@@ -40,10 +40,10 @@ FormatOption = Annotated[OutputFormat, typer.Option("--format", help="Output for
 
 
 def _desired(settings: Settings) -> DesiredState:
-    from reconciler import reconcile
     from reconciler.adapters.plugins import load_registry
     from reconciler.core.config import ConfigLoader
     from reconciler.problem_report import problems_text
+    from reconciler.service import reconcile
 
     try:
         return reconcile.load_config([settings.config_dir], ConfigLoader(load_registry()))
@@ -72,9 +72,9 @@ def plan(
 
     Exit 1 when apply would refuse the plan.
     """
-    from reconciler import reconcile
     from reconciler.cli.database import open_database
     from reconciler.core.plan_doc import plan_document
+    from reconciler.service import reconcile
 
     settings = settings_of(ctx)
     state = _desired(settings)
@@ -98,7 +98,7 @@ def plan(
 
 def _warn_unservable(state: DesiredState) -> None:
     """Probe the providers the files declare; warn about routes that would not be servable."""
-    from reconciler import readiness
+    from reconciler.service import readiness
 
     for verdict in readiness.unservable(readiness.check_files(state)):
         err.print(
@@ -137,9 +137,9 @@ def apply(
 
     On a terminal, show the plan and apply it only after `yes` (unless --auto-approve).
     """
-    from reconciler import reconcile
     from reconciler.adapters.plugins import load_registry
     from reconciler.cli.database import open_database
+    from reconciler.service import reconcile
 
     settings = settings_of(ctx)
     registry = load_registry()
@@ -192,7 +192,7 @@ def _approved(engine: Engine, state: DesiredState, allow_mass_delete: bool) -> P
 
     A plan with no changes, or one that apply refuses (it says why), is not asked about.
     """
-    from reconciler import reconcile
+    from reconciler.service import reconcile
 
     shown = reconcile.plan(engine, state, allow_mass_delete=allow_mass_delete)
     show_plan(shown)
@@ -251,11 +251,11 @@ def export(
 
     A file that exists already is overwritten only with --force.
     """
-    from reconciler import reconcile
     from reconciler.adapters.db import store
     from reconciler.adapters.export import existing, export_files, write_export
     from reconciler.adapters.plugins import load_registry
     from reconciler.cli.database import open_database
+    from reconciler.service import reconcile
 
     settings = settings_of(ctx)
     with open_database(settings.database_url) as engine:
@@ -303,9 +303,9 @@ def history(
     output: FormatOption = OutputFormat.text,
 ) -> int:
     """List the applies that changed something, newest first."""
-    from reconciler import reconcile
     from reconciler.adapters.db import store
     from reconciler.cli.database import open_database
+    from reconciler.service import reconcile
 
     settings = settings_of(ctx)
     with open_database(settings.database_url) as engine:
@@ -332,7 +332,7 @@ def history(
 def _revision_document(row: dict[str, Any]) -> dict[str, Any]:
     """A revision for `history --format json`: `git_commit` and, after it, whether the config
     directory had changes not committed (`dirty`; null without a commit)."""
-    from reconciler.reconcile import split_commit
+    from reconciler.service.reconcile import split_commit
 
     document: dict[str, Any] = {}
     for key, value in row.items():

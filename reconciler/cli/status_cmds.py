@@ -29,10 +29,10 @@ def status(
     output: FormatOption = OutputFormat.text,
 ) -> int:
     """Per-task readiness. Exit 0 when every required task is ready or degraded, else 3."""
-    from reconciler import readiness
     from reconciler.adapters.plugins import load_registry
     from reconciler.cli.database import open_database
     from reconciler.core.readiness import all_required_servable
+    from reconciler.service import readiness
 
     settings = settings_of(ctx)
     registry = load_registry()

@@ -47,7 +47,7 @@ from reconciler.daemon.web import (
 )
 from reconciler.daemon.worker import ReconcileWorker, WorkerOptions
 from reconciler.errors import ReconcilerError, StateError
-from reconciler.scoring import ScoringWorker
+from reconciler.service.scoring import ScoringWorker
 
 log = logging.getLogger(__name__)
 

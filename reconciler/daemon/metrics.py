@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from reconciler.ask import Answered
+from reconciler.service.ask import Answered
 
 
 class Metrics:

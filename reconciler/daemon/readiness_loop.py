@@ -14,13 +14,13 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from reconciler import readiness
 from reconciler.adapters.providers.probe import Prober
 from reconciler.core.readiness import SERVABLE, ProbeReport, Reason, Status, Verdict
 from reconciler.core.registry import ProviderRegistry
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.state import DaemonState
 from reconciler.errors import ReconcilerError
+from reconciler.service import readiness
 
 log = logging.getLogger(__name__)
 

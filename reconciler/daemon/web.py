@@ -45,7 +45,7 @@ from reconciler.daemon.page import api_page, status_page
 from reconciler.daemon.responses import jsonable, page, read, scrubbed
 from reconciler.daemon.state import DaemonState
 from reconciler.errors import StateError
-from reconciler.readiness import verdict_document
+from reconciler.service.readiness import verdict_document
 
 HEARTBEAT_STALE_S = 10.0
 ANY_HOST = "*"

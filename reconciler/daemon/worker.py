@@ -24,7 +24,6 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from reconciler import reconcile
 from reconciler.adapters.db.engine import first_line
 from reconciler.adapters.files import display_name, load_sources, paused_gc
 from reconciler.core.config import ConfigLoader, DesiredState
@@ -42,6 +41,7 @@ from reconciler.errors import (
 )
 from reconciler.problem_report import problems_text
 from reconciler.render import SIGNS, action_line
+from reconciler.service import reconcile
 
 log = logging.getLogger(__name__)
 

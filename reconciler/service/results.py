@@ -13,9 +13,9 @@ from reconciler.adapters import secrets
 from reconciler.adapters.db import queue_store as store
 from reconciler.adapters.db import revision
 from reconciler.adapters.plugins import load_registry
-from reconciler.ask import Answered, ask_once
 from reconciler.core.scoring import answer_fields as schema_fields
 from reconciler.core.scoring import scrub_answer
+from reconciler.service.ask import Answered, ask_once
 
 FINISHED = store.FINISHED
 ResultQuery = store.ResultQuery

@@ -20,7 +20,6 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from reconciler import readiness
 from reconciler.adapters import secrets
 from reconciler.adapters.db import queue_store as queue
 from reconciler.adapters.providers.builtin import builtin_driver
@@ -42,6 +41,7 @@ from reconciler.core.scoring import (
 from reconciler.core.spec import ProviderSpec
 from reconciler.core.text import untrusted
 from reconciler.errors import StateError
+from reconciler.service import readiness
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ the restarted daemon, takes them within seconds; a live worker whose calls are s
 jobs however long the calls take. A job whose lease this worker no longer holds is never
 written, so every item ends with exactly one result.
 
-Asking the route is `reconciler.ask`, the code path `reconciler try` takes too.
+Asking the route is `reconciler.service.ask`, the code path `reconciler try` takes too.
 """
 
 from __future__ import annotations
@@ -38,11 +38,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from reconciler.adapters import secrets
 from reconciler.adapters.db import queue_store as queue
 from reconciler.adapters.db.store import current_generation
-from reconciler.ask import Answered, Asker, RouteFailure, RouteSnapshot, load_snapshot
 from reconciler.core.registry import ProviderRegistry
 from reconciler.core.scoring import backoff_s, percentile, scrub_answer
 from reconciler.core.text import untrusted
-from reconciler.group_commit import GroupCommit
+from reconciler.service.ask import Answered, Asker, RouteFailure, RouteSnapshot, load_snapshot
+from reconciler.service.group_commit import GroupCommit
 
 __all__ = ["ScoreStats", "ScoringOptions", "ScoringWorker", "percentile"]
 
