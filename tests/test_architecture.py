@@ -64,24 +64,10 @@ CORE_FORBIDDEN = frozenset(
 # work of issue 12 (give each a use-case entry point, then empty this list). Only these may stay;
 # any new import of an adapter from `cli/` or `daemon/` fails `test_cli_and_daemon_reach_...`.
 ENTRY_TO_ADAPTERS: dict[str, frozenset[str]] = {
-    "reconciler/cli/config_cmds.py": frozenset(
-        {"reconciler.adapters.files", "reconciler.adapters.plugins"}
-    ),
     "reconciler/cli/database.py": frozenset(
         {"reconciler.adapters.secrets", "reconciler.adapters.db.engine"}
     ),
     "reconciler/cli/db_cmds.py": frozenset({"reconciler.adapters.db.migrate"}),
-    "reconciler/cli/plans.py": frozenset({"reconciler.adapters.db.store"}),
-    "reconciler/cli/queue_cmds.py": frozenset({"reconciler.adapters.plugins"}),
-    "reconciler/cli/run_cmd.py": frozenset({"reconciler.adapters.plugins"}),
-    "reconciler/cli/state_cmds.py": frozenset(
-        {
-            "reconciler.adapters.plugins",
-            "reconciler.adapters.db.store",
-            "reconciler.adapters.export",
-        }
-    ),
-    "reconciler/cli/status_cmds.py": frozenset({"reconciler.adapters.plugins"}),
     "reconciler/daemon/app.py": frozenset(
         {
             "reconciler.adapters.db.leader",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -12,7 +11,6 @@ import typer
 
 from reconciler.cli.app import app, settings_of
 from reconciler.cli.console import err, out
-from reconciler.errors import ConfigInvalid, Problem
 
 
 class ProblemFormat(StrEnum):
@@ -36,23 +34,11 @@ def validate(
     ] = False,
 ) -> int:
     """Check the config files; no database needed. Exit 0 when valid, 1 when not."""
-    from reconciler.adapters.files import load_sources, paused_gc
-    from reconciler.adapters.plugins import load_registry
-    from reconciler.core.config import ConfigLoader
     from reconciler.problem_report import problems_github, problems_json, problems_text
+    from reconciler.service import config
 
-    targets = paths or [settings_of(ctx).config_dir]
-    files = 0
-    problems: list[Problem] = []
-    try:
-        sources = load_sources(targets)
-        files = len(sources)
-        with paused_gc():
-            state = ConfigLoader(load_registry()).load(
-                sources, env=os.environ if check_env else None
-            )
-    except ConfigInvalid as exc:
-        problems = exc.problems
+    checked = config.check(paths or [settings_of(ctx).config_dir], check_env)
+    files, state, problems = checked.files, checked.state, checked.problems
     if output is ProblemFormat.json:
         sys.stdout.write(problems_json(problems, files) + "\n")
     elif output is ProblemFormat.github:
@@ -61,7 +47,7 @@ def validate(
     elif problems:
         err.print(problems_text(problems))
         err.print(f"{len(problems)} problem(s) found in {files} file(s).")
-    else:
+    elif state is not None:
         out.print(
             f"valid: {len(state.providers)} provider(s), {len(state.routes)} route(s) "
             f"in {files} file(s)"
@@ -76,10 +62,9 @@ def schema(
     ] = None,
 ) -> int:
     """Print the JSON Schema of the config files (for editors and CI)."""
-    from reconciler.adapters.plugins import load_registry
-    from reconciler.core.schema import schema_text
+    from reconciler.service import config
 
-    text = schema_text(load_registry())
+    text = config.schema()
     if out_file is None:
         sys.stdout.write(text)
         return 0

@@ -112,14 +112,11 @@ def check_references(engine: Engine, path: Path, saved: Plan) -> None:
     Checked against the state the plan was made for; on any other state apply refuses the
     plan as stale, inside its lock.
     """
-    from reconciler.adapters.db import store
     from reconciler.core.plan import state_digest
     from reconciler.core.plan_doc import AGAIN, reference_problems
-    from reconciler.service import reconcile
+    from reconciler.service import state
 
-    reconcile.require_schema(engine)
-    with engine.connect() as conn:
-        observed = store.read_observed(conn)
+    observed = state.observed(engine)
     if state_digest(observed) == saved.base_digest:
         problems = reference_problems(saved, observed)
         refuse(problems, f"{NOT_APPLIED}; {AGAIN}", escape_control(str(path)))

@@ -342,15 +342,15 @@ def score(
     """
     import asyncio
 
-    from reconciler.adapters.plugins import load_registry
     from reconciler.cli.database import open_database
     from reconciler.core.readiness import SERVABLE
     from reconciler.core.scoring import percentile
     from reconciler.service import queue, readiness
+    from reconciler.service.config import provider_types
     from reconciler.service.scoring import ScoringWorker
 
     settings = settings_of(ctx)
-    registry = load_registry()
+    registry = provider_types()
     with open_database(settings.database_url) as engine:
         verdicts = readiness.check_now(engine, registry)
         servable = {v.task for v in verdicts if v.status in SERVABLE}

@@ -83,10 +83,10 @@ def run(
     ] = False,
 ) -> int:
     """Watch the config directory and keep the database in step; serve status over HTTP."""
-    from reconciler.adapters.plugins import load_registry
     from reconciler.cli.database import open_database, safe_url
     from reconciler.daemon.app import Daemon, DaemonOptions
     from reconciler.daemon.web import parse_allow_hosts
+    from reconciler.service.config import provider_types
 
     settings = settings_of(ctx)
     if settings.verbose == 0:
@@ -105,7 +105,7 @@ def run(
         scoring=not no_scoring,
     )
     with open_database(settings.database_url) as engine:
-        daemon = Daemon(engine, load_registry(), options)
+        daemon = Daemon(engine, provider_types(), options)
         import asyncio
 
         return asyncio.run(daemon.run())

@@ -40,13 +40,11 @@ FormatOption = Annotated[OutputFormat, typer.Option("--format", help="Output for
 
 
 def _desired(settings: Settings) -> DesiredState:
-    from reconciler.adapters.plugins import load_registry
-    from reconciler.core.config import ConfigLoader
     from reconciler.problem_report import problems_text
-    from reconciler.service import reconcile
+    from reconciler.service import config
 
     try:
-        return reconcile.load_config([settings.config_dir], ConfigLoader(load_registry()))
+        return config.desired(settings.config_dir)
     except ConfigInvalid as exc:
         err.print(problems_text(exc.problems))
         raise StateError(
@@ -137,12 +135,12 @@ def apply(
 
     On a terminal, show the plan and apply it only after `yes` (unless --auto-approve).
     """
-    from reconciler.adapters.plugins import load_registry
     from reconciler.cli.database import open_database
     from reconciler.service import reconcile
+    from reconciler.service.config import provider_types
 
     settings = settings_of(ctx)
-    registry = load_registry()
+    registry = provider_types()
     saved = plans.read_saved_plan(plan_file, registry) if plan_file else None
     state = None if saved else _desired(settings)
     ask = saved is None and not auto_approve and plans.interactive()
@@ -228,10 +226,10 @@ def show(
     output: FormatOption = OutputFormat.text,
 ) -> int:
     """Print a saved plan as `plan` printed it, checked as `apply` checks it; no database needed."""
-    from reconciler.adapters.plugins import load_registry
     from reconciler.core.plan_doc import plan_document
+    from reconciler.service.config import provider_types
 
-    saved = plans.read_saved_plan(plan_file, load_registry(), "apply would refuse it")
+    saved = plans.read_saved_plan(plan_file, provider_types(), "apply would refuse it")
     if output is OutputFormat.json:
         print_json(plan_document(saved))
     else:
@@ -251,27 +249,21 @@ def export(
 
     A file that exists already is overwritten only with --force.
     """
-    from reconciler.adapters.db import store
-    from reconciler.adapters.export import existing, export_files, write_export
-    from reconciler.adapters.plugins import load_registry
     from reconciler.cli.database import open_database
-    from reconciler.service import reconcile
+    from reconciler.service import state
 
     settings = settings_of(ctx)
     with open_database(settings.database_url) as engine:
-        reconcile.require_schema(engine)
-        with engine.connect() as conn:
-            observed = store.read_observed(conn)
-    files, problems = export_files(observed, load_registry())
+        files, problems = state.export(engine)
     refuse(problems, "nothing was exported: fix or remove these rows, then export again")
-    if not force and (found := existing(out_dir, files)):
+    if not force and (found := state.existing(out_dir, files)):
         names = ", ".join(escape_control(str(path)) for path in found)
         raise StateError(
             f"{names} already exist{'s' if len(found) == 1 else ''}; nothing was exported: "
             "pass --force to overwrite, or choose another --out directory"
         )
     try:
-        written = write_export(out_dir, files, overwrite=force)
+        written = state.write_export(out_dir, files, overwrite=force)
     except OSError as exc:
         shown = escape_control(str(out_dir))
         raise StateError(f"cannot write to {shown}: {exc.strerror}") from None
@@ -303,15 +295,12 @@ def history(
     output: FormatOption = OutputFormat.text,
 ) -> int:
     """List the applies that changed something, newest first."""
-    from reconciler.adapters.db import store
     from reconciler.cli.database import open_database
-    from reconciler.service import reconcile
+    from reconciler.service import reconcile, state
 
     settings = settings_of(ctx)
     with open_database(settings.database_url) as engine:
-        reconcile.require_schema(engine)
-        with engine.connect() as conn:
-            rows = store.list_revisions(conn, limit)
+        rows = state.revisions(engine, limit)
     if output is OutputFormat.json:
         documents = [_revision_document(row) for row in rows]
         sys.stdout.write(json.dumps(documents, indent=2, default=str) + "\n")

@@ -29,13 +29,13 @@ def status(
     output: FormatOption = OutputFormat.text,
 ) -> int:
     """Per-task readiness. Exit 0 when every required task is ready or degraded, else 3."""
-    from reconciler.adapters.plugins import load_registry
     from reconciler.cli.database import open_database
     from reconciler.core.readiness import all_required_servable
     from reconciler.service import readiness
+    from reconciler.service.config import provider_types
 
     settings = settings_of(ctx)
-    registry = load_registry()
+    registry = provider_types()
     with open_database(settings.database_url) as engine:
         if probe:
             found = readiness.check_now(engine, registry)

@@ -1,0 +1,62 @@
+"""The config files as a use case: check them, load them, describe their format.
+
+No database: `validate` and `schema` stay light, and the provider types installed (built-in
+and plugins) are found here for every command that reads a spec.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.adapters.files import load_sources, paused_gc
+from reconciler.adapters.plugins import load_registry
+from reconciler.core.config import ConfigLoader, DesiredState
+from reconciler.core.registry import ProviderRegistry
+from reconciler.errors import ConfigInvalid, Problem
+
+__all__ = ["Checked", "check", "desired", "provider_types", "schema"]
+
+
+def provider_types() -> ProviderRegistry:
+    """The provider types installed: the built-in ones and every plugin's."""
+    return load_registry()
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    files: int
+    state: DesiredState | None  # None when there are problems
+    problems: list[Problem]
+
+
+def check(paths: Sequence[Path], check_env: bool = False) -> Checked:
+    """Read and validate the files under `paths`; with `check_env`, every secret reference must
+    name a variable set in this environment."""
+    files = 0
+    try:
+        sources = load_sources(list(paths))
+        files = len(sources)
+        with paused_gc():
+            state = ConfigLoader(load_registry()).load(
+                sources, env=os.environ if check_env else None
+            )
+    except ConfigInvalid as exc:
+        return Checked(files, None, exc.problems)
+    return Checked(files, state, [])
+
+
+def desired(config_dir: Path) -> DesiredState:
+    """The state the files under `config_dir` declare; raises `ConfigInvalid`."""
+    sources = load_sources([config_dir])
+    with paused_gc():
+        return ConfigLoader(load_registry()).load(sources)
+
+
+def schema() -> str:
+    """The JSON Schema of the config files, with every installed provider type."""
+    from reconciler.core.schema import schema_text
+
+    return schema_text(load_registry())
