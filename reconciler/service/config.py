@@ -10,12 +10,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from reconciler.adapters.files import load_sources, paused_gc
 from reconciler.adapters.plugins import load_registry
-from reconciler.core.config import ConfigLoader, DesiredState
 from reconciler.core.registry import ProviderRegistry
 from reconciler.errors import ConfigInvalid, Problem
+
+if TYPE_CHECKING:  # `schema` needs neither the file reader nor the loader
+    from reconciler.core.config import DesiredState
 
 __all__ = ["Checked", "check", "desired", "provider_types", "schema"]
 
@@ -35,6 +37,9 @@ class Checked:
 def check(paths: Sequence[Path], check_env: bool = False) -> Checked:
     """Read and validate the files under `paths`; with `check_env`, every secret reference must
     name a variable set in this environment."""
+    from reconciler.adapters.files import load_sources, paused_gc
+    from reconciler.core.config import ConfigLoader
+
     files = 0
     try:
         sources = load_sources(list(paths))
@@ -50,6 +55,9 @@ def check(paths: Sequence[Path], check_env: bool = False) -> Checked:
 
 def desired(config_dir: Path) -> DesiredState:
     """The state the files under `config_dir` declare; raises `ConfigInvalid`."""
+    from reconciler.adapters.files import load_sources, paused_gc
+    from reconciler.core.config import ConfigLoader
+
     sources = load_sources([config_dir])
     with paused_gc():
         return ConfigLoader(load_registry()).load(sources)
