@@ -65,7 +65,7 @@ def test_the_generic_provider_code_names_no_spec_class_and_no_type(module: str) 
     assert not found & {"ollama", "openai_compatible", "anthropic"}
 
 
-@pytest.mark.parametrize("module", ["ask.py", "readiness.py", "core/readiness.py"])
+@pytest.mark.parametrize("module", ["service/ask.py", "service/readiness.py", "core/readiness.py"])
 def test_the_use_cases_and_the_verdicts_name_no_provider_type(module: str) -> None:
     found = names_in(ROOT / "reconciler" / module)
     assert not found & SPEC_CLASSES

@@ -178,7 +178,9 @@ def downgrade(engine: Engine, revision: str, *, allow_loss: bool = True) -> Down
 def _plan(connection: Connection, revision: str) -> DowngradePlan:
     current = MigrationContext.configure(connection).get_current_revision()
     steps = _steps(current, revision)
-    names = _unique(name for step in steps for name in _removes(step, connection))
+    derived = {name for step in steps for name in _derived(step, connection)}
+    removed = (name for step in steps for name in _removes(step, connection))
+    names = _unique(name for name in removed if name not in derived)
     undone = [step.revision for step in steps]
     return DowngradePlan(
         current=current,
@@ -210,6 +212,13 @@ def _removes(step: Script, connection: Connection) -> list[str]:
     if not callable(removes):
         return [f"whatever revision {step.revision} drops"]
     return [str(name) for name in removes(connection)]
+
+
+def _derived(step: Script, connection: Connection) -> list[str]:
+    """What a revision's downgrade drops that holds nothing to lose (a counter the code keeps),
+    from its optional `derived(connection)`: not listed, and no reason to refuse."""
+    derived = getattr(step.module, "derived", None)
+    return [str(name) for name in derived(connection)] if callable(derived) else []
 
 
 def _unique(names: Iterable[str]) -> list[str]:

@@ -64,7 +64,12 @@ def upgrade() -> None:
 
 
 def removes(bind: sa.Connection) -> list[str]:
-    """A downgrade drops the counter (and the triggers that keep it); no config is lost."""
+    """A downgrade drops the counter and the triggers that keep it."""
+    return ["reconcile_state.changes"]
+
+
+def derived(bind: sa.Connection) -> list[str]:
+    """The counter holds nothing to lose: a daemon that finds it gone reads everything."""
     return ["reconcile_state.changes"]
 
 
