@@ -33,7 +33,7 @@ from reconciler.core.spec import (
     forbidden_control,
 )
 from reconciler.core.text import bound
-from reconciler.core.wording import BOUNDS, LENGTHS, message_of, reworded
+from reconciler.core.wording import BOUNDS, EXPECTED, LENGTHS, message_of, reworded
 from reconciler.core.yamldoc import format_path
 
 _NAMES = TypeAdapter(Name)
@@ -178,20 +178,6 @@ def _has(value: Any, step: str | int) -> bool:
     return isinstance(value, list) and isinstance(step, int) and 0 <= step < len(value)
 
 
-_TYPES = {
-    "bool_type": "true or false",
-    "int_type": "a whole number",
-    "int_from_float": "a whole number",
-    "float_type": "a number",
-    "string_type": "text",
-    "dict_type": "a mapping",
-    "model_type": "a mapping",
-    "model_attributes_type": "a mapping",
-    "list_type": "a list",
-    "none_required": "empty (null)",
-}
-
-
 def _describe(error: ErrorDetails, cut: bool) -> str:
     kind, ctx = error["type"], error.get("ctx") or {}
     if kind == "missing":
@@ -200,8 +186,8 @@ def _describe(error: ErrorDetails, cut: bool) -> str:
         if cut:  # a key written inside a credential: never shown
             return "a credential must be a reference, not a literal value (the value is not shown)"
         return "not a field of this format"
-    if kind in _TYPES:
-        return f"must be {_TYPES[kind]}"
+    if kind in EXPECTED:
+        return f"must be {EXPECTED[kind]}"
     if kind in BOUNDS or kind in LENGTHS:
         return message_of(error)  # a limit, in the same words as `validate` says it
     if kind == "string_pattern_mismatch":
