@@ -7,7 +7,7 @@ and plugins) are found here for every command that reads a spec.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,9 +17,9 @@ from reconciler.core.registry import ProviderRegistry
 from reconciler.errors import ConfigInvalid, Problem
 
 if TYPE_CHECKING:  # `schema` needs neither the file reader nor the loader
-    from reconciler.core.config import DesiredState
+    from reconciler.core.config import ConfigLoader, DesiredState
 
-__all__ = ["Checked", "check", "desired", "provider_types", "schema"]
+__all__ = ["Checked", "check", "desired", "load_config", "provider_types", "schema"]
 
 
 def provider_types() -> ProviderRegistry:
@@ -53,14 +53,22 @@ def check(paths: Sequence[Path], check_env: bool = False) -> Checked:
     return Checked(files, state, [])
 
 
+def load_config(
+    paths: Sequence[Path], loader: ConfigLoader, env: Mapping[str, str] | None = None
+) -> DesiredState:
+    """Read and validate the config files with `loader`; raises `ConfigInvalid`."""
+    from reconciler.adapters.files import load_sources, paused_gc
+
+    sources = load_sources(list(paths))
+    with paused_gc():
+        return loader.load(sources, env=env)
+
+
 def desired(config_dir: Path) -> DesiredState:
     """The state the files under `config_dir` declare; raises `ConfigInvalid`."""
-    from reconciler.adapters.files import load_sources, paused_gc
     from reconciler.core.config import ConfigLoader
 
-    sources = load_sources([config_dir])
-    with paused_gc():
-        return ConfigLoader(load_registry()).load(sources)
+    return load_config([config_dir], ConfigLoader(load_registry()))
 
 
 def schema() -> str:

@@ -1,4 +1,7 @@
-"""validate -> observe -> plan -> apply: one code path for the CLI, CI and the daemon."""
+"""validate -> observe -> plan -> apply: one code path for the CLI, CI and the daemon.
+
+`load_config` (the files, validated) is `reconciler.service.config`'s, named here too.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import getpass
 import os
 import socket
 import subprocess
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,8 +18,8 @@ from sqlalchemy import Connection, Engine
 
 from reconciler import render
 from reconciler.adapters.db import revision, store
-from reconciler.adapters.files import load_sources, paused_gc
-from reconciler.core.config import ConfigLoader, DesiredState
+from reconciler.adapters.files import paused_gc
+from reconciler.core.config import DesiredState
 from reconciler.core.plan import (
     Kind,
     Observed,
@@ -35,6 +37,7 @@ from reconciler.core.plan_doc import plan_document
 from reconciler.core.registry import ProviderRegistry
 from reconciler.core.spec import RouteSpec
 from reconciler.errors import StalePlan, StateError, UnsafePlan
+from reconciler.service.config import load_config  # noqa: F401  (re-exported)
 
 DIRTY = "-dirty"  # after the commit, as `git describe --dirty` writes it
 COMMIT_WIDTH = 64  # the width of the revisions table's `git_commit` column
@@ -45,15 +48,6 @@ class ApplyResult:
     plan: Plan
     generation: int
     applied: bool
-
-
-def load_config(
-    paths: list[Path], loader: ConfigLoader, env: Mapping[str, str] | None = None
-) -> DesiredState:
-    """Read and validate the config files; raises `ConfigInvalid`."""
-    sources = load_sources(paths)
-    with paused_gc():
-        return loader.load(sources, env=env)
 
 
 def require_schema(engine: Engine) -> None:
