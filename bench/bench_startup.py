@@ -19,14 +19,13 @@ change in the machine's load touches both alike.
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench.harness import Options, Report, progress
+from bench.harness import BYTECODE_ENV, Options, Report, progress
 
 NAME = "startup"
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,12 +56,11 @@ COMMANDS = {
 HEADERS = ("case", "floor", "command", "x floor", "runs")
 
 
-_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-
-
 def _process(args: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, *args], check=True, capture_output=True, cwd=ROOT, env=_ENV)
+    subprocess.run(
+        [sys.executable, *args], check=True, capture_output=True, cwd=ROOT, env=BYTECODE_ENV
+    )
     return time.perf_counter() - start
 
 

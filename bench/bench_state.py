@@ -47,7 +47,7 @@ from sqlalchemy.engine import make_url
 
 from bench.databases import bench_database, postgres_unreachable
 from bench.generate import write_config
-from bench.harness import Options, Report, Timing, measure, progress, rate, seconds
+from bench.harness import BYTECODE_ENV, Options, Report, Timing, measure, progress, rate, seconds
 from reconciler.adapters.db import migrate, store
 from reconciler.adapters.db.engine import make_engine
 from reconciler.adapters.db.tables import routes as routes_table
@@ -57,8 +57,6 @@ from reconciler.core.plan import MANAGED, Desired, Kind, desired_items, essence_
 from reconciler.service import reconcile
 
 NAME = "state"
-# Bytecode is written and used, as after `pip install`, wherever PYTHONDONTWRITEBYTECODE is set.
-_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 TITLE = "Reconcile against the database (no-op, apply of K changed routes) vs raw DBAPI SQL"
 
 FULL = (1_000, 10_000, 100_000)
@@ -417,13 +415,15 @@ def _cli_noop_row(bed: Bed, case: str, options: Options) -> list[str]:
     command += ["--config", str(bed.config), "apply"]
 
     def apply() -> None:
-        done = subprocess.run(command, capture_output=True, text=True, check=False, env=_ENV)
+        done = subprocess.run(
+            command, capture_output=True, text=True, check=False, env=BYTECODE_ENV
+        )
         if done.returncode != 0 or "No changes" not in done.stdout:
             raise AssertionError(f"{case}: {done.returncode}\n{done.stdout}\n{done.stderr}")
 
     def floor(gc: str) -> None:
         floor_args = [sys.executable, "-c", CLI_FLOOR, str(bed.config), url, gc]
-        subprocess.run(floor_args, capture_output=True, check=True, env=_ENV)
+        subprocess.run(floor_args, capture_output=True, check=True, env=BYTECODE_ENV)
 
     apply()  # warm the file cache and write the bytecode, untimed
     floor("on")

@@ -16,6 +16,10 @@ import yaml
 
 from reconciler.adapters.files import paused_gc as gc_paused
 
+# For a process a benchmark starts: compiled bytecode is written and used, as after
+# `pip install`, even where PYTHONDONTWRITEBYTECODE is set (it would compile every import anew).
+BYTECODE_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
 
 @dataclass(frozen=True)
 class Options:

@@ -31,8 +31,8 @@ NOW = datetime.now(UTC)
 
 
 @dataclass
-class Bed:
-    """Fake providers, this module's database with the routes applied, and ways to use them."""
+class _Configured:
+    """A database URL, a config directory, fake providers and the CLI to run against them."""
 
     url: str
     directory: Path
@@ -41,6 +41,11 @@ class Bed:
 
     def run(self, *args: str | Path) -> Result:
         return self.cli("--database-url", self.url, "--config", self.directory, *args)
+
+
+@dataclass
+class Bed(_Configured):
+    """Fake providers, this module's database with the routes applied, and ways to use them."""
 
     def apply(self, triage_model: str = "llama3.1:8b") -> None:
         text = scoring_config(
@@ -97,16 +102,8 @@ def set_up_bed(url: str, fake: FakeServer, tmp_path: Path, cli: Callable[..., Re
 
 
 @dataclass
-class Scene:
+class Scene(_Configured):
     """One fake provider, a migrated SQLite database with a route to it, and ways to use them."""
-
-    url: str
-    directory: Path
-    fake: FakeServer
-    cli: Callable[..., Result]
-
-    def run(self, *args: str | Path) -> Result:
-        return self.cli("--database-url", self.url, "--config", self.directory, *args)
 
     def apply(self, text: str) -> None:
         (self.directory / "config.yaml").write_text(text, encoding="utf-8")
