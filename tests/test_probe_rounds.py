@@ -1,10 +1,15 @@
-"""What a steady Ollama probe reads, and how its concurrent reads end when one fails."""
+"""What a steady Ollama probe reads, how its concurrent reads end when one fails, and that its
+connections last from one round to the next."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from types import SimpleNamespace
 from typing import Any
+
+import pytest
+from httpcore._async import http11
 
 from reconciler.adapters.providers.ollama import VERSION_EVERY, _alongside
 from reconciler.adapters.providers.probe import Prober, Target
@@ -86,3 +91,31 @@ def test_both_results_come_back_in_order() -> None:
         return await _alongside(value("side", 0.02), value("main", 0.0))
 
     assert asyncio.run(run()) == ("side", "main")
+
+
+def test_a_probe_keeps_its_connections_from_one_round_to_the_next(
+    fake: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon probes every 30 s; a connection idle that long is still used (httpx's default
+    keeps one 5 s). The connection's clock is moved on instead of waiting."""
+    url = fake.add("local", models=[LLAMA])
+    skipped = [0.0]
+    clock = SimpleNamespace(monotonic=lambda: time.monotonic() + skipped[0])
+    monkeypatch.setattr(http11, "time", clock)
+
+    async def two_rounds() -> list[int]:
+        prober = Prober(env={})
+        opened = []
+        try:
+            for _ in range(2):
+                reports = await prober.probe_all([target("local", url, 3.0)])
+                assert reports["local"].ok
+                opened.append(fake.connections["local"])
+                skipped[0] += 60.0  # two rounds of the daemon's default interval
+        finally:
+            await prober.aclose()
+        return opened
+
+    first, second = asyncio.run(two_rounds())
+    assert first >= 1
+    assert second == first  # not one new connection for the second round
