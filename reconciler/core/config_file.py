@@ -4,9 +4,9 @@ provider and route, and collect every problem with its place. Purely computation
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from yaml.nodes import MappingNode, ScalarNode
 
 from reconciler.core.desired import DeclaredProvider, DeclaredRoute, FileResult, Source
@@ -20,6 +20,7 @@ from reconciler.errors import Problem
 
 _NAMES = TypeAdapter(Name)
 _SECTIONS = ("providers", "routes")
+_Spec = TypeVar("_Spec", bound=BaseModel)
 
 
 def validate_file(name: str, data: bytes, digest: str, registry: ProviderRegistry) -> FileResult:
@@ -97,13 +98,25 @@ def _providers(
         model = _provider_model(doc, path, body, registry, problems)
         if model is None:
             continue
-        try:
-            spec = model.model_validate(body)
-        except ValidationError as exc:
-            problems.extend(validation_problems(doc, path, exc, model))
-            continue
-        declared.append(DeclaredProvider(name, spec, marks[name]))
+        spec = _validated(doc, path, body, model, problems)
+        if spec is not None:
+            declared.append(DeclaredProvider(name, spec, marks[name]))
     return declared
+
+
+def _validated(
+    doc: YamlDocument,
+    path: tuple[str, ...],
+    body: Any,
+    model: type[_Spec],
+    problems: list[Problem],
+) -> _Spec | None:
+    """`body` as `model`; None, with its problems added, when it is not one."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        problems.extend(validation_problems(doc, path, exc, model))
+        return None
 
 
 def _provider_model(
@@ -171,12 +184,9 @@ def _routes(doc: YamlDocument, raw: dict[str, Any], problems: list[Problem]) -> 
                 )
             )
             continue
-        try:
-            spec = RouteSpec.model_validate(body)
-        except ValidationError as exc:
-            problems.extend(validation_problems(doc, path, exc, RouteSpec))
-            continue
-        declared.append(DeclaredRoute(task, spec, marks[task]))
+        route = _validated(doc, path, body, RouteSpec, problems)
+        if route is not None:
+            declared.append(DeclaredRoute(task, route, marks[task]))
     return declared
 
 
