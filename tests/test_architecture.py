@@ -60,39 +60,6 @@ CORE_FORBIDDEN = frozenset(
     }
 )
 
-# The commands and the daemon still reach past the use cases into the adapters here: the remaining
-# work of issue 12 (give each a use-case entry point, then empty this list). Only these may stay;
-# any new import of an adapter from `cli/` or `daemon/` fails `test_cli_and_daemon_reach_...`.
-ENTRY_TO_ADAPTERS: dict[str, frozenset[str]] = {
-    "reconciler/cli/database.py": frozenset(
-        {"reconciler.adapters.secrets", "reconciler.adapters.db.engine"}
-    ),
-    "reconciler/cli/db_cmds.py": frozenset({"reconciler.adapters.db.migrate"}),
-    "reconciler/daemon/app.py": frozenset(
-        {
-            "reconciler.adapters.db.leader",
-            "reconciler.adapters.db.migrate",
-            "reconciler.adapters.db.queue_store",
-            "reconciler.adapters.watcher",
-        }
-    ),
-    "reconciler/daemon/catalog.py": frozenset(
-        {"reconciler.adapters.db.readiness_store", "reconciler.adapters.db.tables"}
-    ),
-    "reconciler/daemon/readiness_loop.py": frozenset({"reconciler.adapters.providers.probe"}),
-    "reconciler/daemon/responses.py": frozenset({"reconciler.adapters.secrets"}),
-    "reconciler/daemon/web.py": frozenset(
-        {
-            "reconciler.adapters.db.queue_store",
-            "reconciler.adapters.db.readiness_store",
-            "reconciler.adapters.db.store",
-        }
-    ),
-    "reconciler/daemon/worker.py": frozenset(
-        {"reconciler.adapters.db.engine", "reconciler.adapters.files"}
-    ),
-}
-
 # `reconciler run` starts the daemon: it builds `Daemon(DaemonOptions(...))` and parses the
 # `--allow-host` option with the daemon's own parser, so that both read the same rule.
 CLI_STARTS_DAEMON: dict[str, frozenset[str]] = {
@@ -209,34 +176,16 @@ def test_the_cli_imports_the_daemon_only_to_start_it() -> None:
     assert not broken, report("the CLI imports the daemon's internals", broken)
 
 
-def test_cli_and_daemon_reach_the_adapters_only_where_they_did_before_issue_12() -> None:
+def test_cli_and_daemon_never_import_an_adapter() -> None:
     broken = [
         i
         for under in ("reconciler/cli", "reconciler/daemon")
         for i in layer_imports(under)
         if within(i.module, "reconciler.adapters")
-        and i.module not in ENTRY_TO_ADAPTERS.get(i.file, frozenset())
     ]
     assert not broken, report(
         "a command or the daemon imports an adapter directly (call a use case instead)", broken
     )
-
-
-def test_the_list_of_direct_adapter_imports_only_shrinks() -> None:
-    # An entry no module needs any more is removed, so that it cannot come back unnoticed.
-    used = {
-        (i.file, i.module)
-        for under in ("reconciler/cli", "reconciler/daemon")
-        for i in layer_imports(under)
-        if within(i.module, "reconciler.adapters")
-    }
-    stale = sorted(
-        f"{file}: {module}"
-        for file, allowed in ENTRY_TO_ADAPTERS.items()
-        for module in allowed
-        if (file, module) not in used
-    )
-    assert not stale, "no longer imported; remove from ENTRY_TO_ADAPTERS:\n" + "\n".join(stale)
 
 
 def test_no_test_module_imports_another_test_module() -> None:

@@ -20,7 +20,6 @@ from starlette.types import Receive, Scope, Send
 
 from reconciler import logs
 from reconciler.adapters import secrets
-from reconciler.cli.database import open_database, safe_url, url_secrets
 from reconciler.daemon.web import (
     HostAllowList,
     exposure_warning,
@@ -30,6 +29,7 @@ from reconciler.daemon.web import (
     parse_allow_hosts,
 )
 from reconciler.errors import ReconcilerError, StateError
+from reconciler.service.database import open_database, safe_url, url_secrets
 from reconciler.settings import LogFormat
 from tests.builders import provider_file, routes_file
 from tests.conftest import Result, run_reconciler

@@ -22,10 +22,10 @@ from reconciler.adapters.db import migrate, readiness_store
 from reconciler.adapters.db.engine import make_engine
 from reconciler.adapters.db.tables import ollama_settings, providers, routes
 from reconciler.core.readiness import Reason, Status, Verdict
-from reconciler.daemon.catalog import NOT_SHOWN
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.state import DaemonState
 from reconciler.daemon.web import create_app, host_policy
+from reconciler.service.catalog import NOT_SHOWN
 from tests.daemon_harness import Daemon
 from tests.fakeprovider import OPENAI, FakeModel, FakeServer
 from tests.html_checks import LOADS_FROM_ELSEWHERE, TextOf

@@ -11,9 +11,15 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 
 from reconciler.adapters.db import queue_store as queue
-from reconciler.daemon.app import _queue_view
+from reconciler.daemon.app import QUEUE_WINDOW_S, SHOWN_DEAD
 from reconciler.daemon.page import status_page
 from reconciler.daemon.state import DaemonState
+from reconciler.service.queue import QueueView, overview
+
+
+def _queue_view(engine: Engine) -> QueueView:
+    return overview(engine, QUEUE_WINDOW_S, SHOWN_DEAD)
+
 
 HOSTILE = "<script>alert(1)</script>\x1b[31m"
 

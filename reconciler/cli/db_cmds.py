@@ -19,14 +19,12 @@ def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
 ) -> int:
     """Migrate the database schema up (default: to the newest revision)."""
-    from reconciler.adapters.db import migrate
-    from reconciler.cli.database import open_database, safe_url
+    from reconciler.service import migrations
+    from reconciler.service.database import open_database, safe_url
 
     url = settings_of(ctx).database_url
     with open_database(url) as engine:
-        before = migrate.current_revision(engine)
-        migrate.upgrade(engine, revision)
-        after = migrate.current_revision(engine)
+        before, after = migrations.upgrade(engine, revision)
     if before == after:
         out.print(f"{safe_url(url)}: schema already at {after}")
     else:
@@ -47,19 +45,19 @@ def db_downgrade(
     A downgrade that drops data, or the whole schema ('base'), is refused without --yes.
     Tables that were there before reconciler's first migration are never dropped.
     """
-    from reconciler.adapters.db import migrate
-    from reconciler.cli.database import open_database, safe_url
+    from reconciler.service import migrations
+    from reconciler.service.database import open_database, safe_url
 
     url = settings_of(ctx).database_url
     with open_database(url) as engine:
-        plan = migrate.plan_downgrade(engine, revision)
+        plan = migrations.plan_downgrade(engine, revision)
         if not plan.steps:
             out.print(f"{safe_url(url)}: schema already at {plan.current or '(empty)'}")
             return 0
         if not yes:
             plan.raise_if_unsafe()
         out.print(f"{safe_url(url)}: downgrading {plan.span} {plan.describe('drops')}")
-        done = migrate.downgrade(engine, revision, allow_loss=yes)
+        done = migrations.downgrade(engine, revision, allow_loss=yes)
     out.print(f"{safe_url(url)}: schema downgraded {done.span}; {done.describe('dropped')}")
     return 0
 
@@ -67,12 +65,11 @@ def db_downgrade(
 @db_app.command("current")
 def db_current(ctx: typer.Context) -> int:
     """Print the database's schema revision and whether it is the newest."""
-    from reconciler.adapters.db import migrate
-    from reconciler.cli.database import open_database
+    from reconciler.service import migrations
+    from reconciler.service.database import open_database
 
     with open_database(settings_of(ctx).database_url) as engine:
-        current = migrate.current_revision(engine)
-    head = migrate.head_revision()
+        current, head = migrations.revisions(engine)
     state = "up to date" if current == head else f"newest is {head}"
     out.print(f"{current or '(empty)'} ({state})")
     return 0
@@ -81,9 +78,9 @@ def db_current(ctx: typer.Context) -> int:
 @db_app.command("history")
 def db_history() -> int:
     """List the schema revisions, newest first."""
-    from reconciler.adapters.db import migrate
+    from reconciler.service import migrations
 
-    for revision, down, message in migrate.history():
+    for revision, down, message in migrations.history():
         out.print(f"{down or '<base>'} -> {revision}: {message}")
     return 0
 
@@ -91,11 +88,10 @@ def db_history() -> int:
 @db_app.command("check")
 def db_check(ctx: typer.Context) -> int:
     """Check that the database is at the newest revision and matches the models."""
-    from reconciler.adapters.db import migrate
-    from reconciler.cli.database import open_database
+    from reconciler.service import migrations
+    from reconciler.service.database import open_database
 
     with open_database(settings_of(ctx).database_url) as engine:
-        migrate.require_current(engine)
-        migrate.check(engine)
+        migrations.check(engine)
     out.print("schema is current and matches the models")
     return 0

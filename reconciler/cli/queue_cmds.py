@@ -36,8 +36,8 @@ def enqueue(
     ] = False,
 ) -> int:
     """Add items to the scoring queue; an item the task already has a job for is skipped."""
-    from reconciler.cli.database import open_database
     from reconciler.service import queue
+    from reconciler.service.database import open_database
 
     check_task(task)
     path = None if source == "-" else Path(source)
@@ -182,8 +182,8 @@ def jobs(ctx: typer.Context, output: FormatOption = OutputFormat.text) -> int:
     """
     if ctx.invoked_subcommand is not None:
         return 0
-    from reconciler.cli.database import open_database
     from reconciler.service import queue
+    from reconciler.service.database import open_database
 
     settings = settings_of(ctx)
     with open_database(settings.database_url) as engine:
@@ -240,8 +240,8 @@ def retry(
 ) -> int:
     """Put dead jobs back in the queue: due now, attempts reset, the last error kept as
     `previous: ...`. Safe while workers run: only dead jobs are touched."""
-    from reconciler.cli.database import open_database
     from reconciler.service import queue
+    from reconciler.service.database import open_database
 
     check_task(task)
     if not dead and not item:
@@ -279,9 +279,9 @@ def purge(
     ] = None,
 ) -> int:
     """Delete finished jobs of a task; queued and leased ones are never touched."""
-    from reconciler.cli.database import open_database
     from reconciler.core.scoring import DURATION_HINT, parse_duration
     from reconciler.service import queue
+    from reconciler.service.database import open_database
 
     check_task(task)
     if not done and not dead:
@@ -342,11 +342,11 @@ def score(
     """
     import asyncio
 
-    from reconciler.cli.database import open_database
     from reconciler.core.readiness import SERVABLE
     from reconciler.core.scoring import percentile
     from reconciler.service import queue, readiness
     from reconciler.service.config import provider_types
+    from reconciler.service.database import open_database
     from reconciler.service.scoring import ScoringWorker
 
     settings = settings_of(ctx)

@@ -113,8 +113,8 @@ def results(
 ) -> int:
     """The answers of finished jobs by task and item id: answer fields, who answered, latency,
     tokens, attempts, when, and the error of dead jobs."""
-    from reconciler.cli.database import open_database
     from reconciler.service import results
+    from reconciler.service.database import open_database
 
     if task is not None:
         check_task(task)
@@ -321,11 +321,11 @@ def try_(
     gave it; nothing is queued or stored."""
     from pydantic import ValidationError
 
-    from reconciler.cli.database import open_database
     from reconciler.core.scoring import JobInput
     from reconciler.core.wording import error_message
     from reconciler.service import results
     from reconciler.service.ask import RouteFailure
+    from reconciler.service.database import open_database
 
     check_task(task)
     given = sys.stdin.read() if text == "-" else text

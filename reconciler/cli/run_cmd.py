@@ -83,10 +83,10 @@ def run(
     ] = False,
 ) -> int:
     """Watch the config directory and keep the database in step; serve status over HTTP."""
-    from reconciler.cli.database import open_database, safe_url
     from reconciler.daemon.app import Daemon, DaemonOptions
     from reconciler.daemon.web import parse_allow_hosts
     from reconciler.service.config import provider_types
+    from reconciler.service.database import open_database, safe_url
 
     settings = settings_of(ctx)
     if settings.verbose == 0:

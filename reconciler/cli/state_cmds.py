@@ -70,9 +70,9 @@ def plan(
 
     Exit 1 when apply would refuse the plan.
     """
-    from reconciler.cli.database import open_database
     from reconciler.core.plan_doc import plan_document
     from reconciler.service import reconcile
+    from reconciler.service.database import open_database
 
     settings = settings_of(ctx)
     state = _desired(settings)
@@ -135,9 +135,9 @@ def apply(
 
     On a terminal, show the plan and apply it only after `yes` (unless --auto-approve).
     """
-    from reconciler.cli.database import open_database
     from reconciler.service import reconcile
     from reconciler.service.config import provider_types
+    from reconciler.service.database import open_database
 
     settings = settings_of(ctx)
     registry = provider_types()
@@ -249,8 +249,8 @@ def export(
 
     A file that exists already is overwritten only with --force.
     """
-    from reconciler.cli.database import open_database
     from reconciler.service import state
+    from reconciler.service.database import open_database
 
     settings = settings_of(ctx)
     with open_database(settings.database_url) as engine:
@@ -295,8 +295,8 @@ def history(
     output: FormatOption = OutputFormat.text,
 ) -> int:
     """List the applies that changed something, newest first."""
-    from reconciler.cli.database import open_database
     from reconciler.service import reconcile, state
+    from reconciler.service.database import open_database
 
     settings = settings_of(ctx)
     with open_database(settings.database_url) as engine:

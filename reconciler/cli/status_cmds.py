@@ -29,10 +29,10 @@ def status(
     output: FormatOption = OutputFormat.text,
 ) -> int:
     """Per-task readiness. Exit 0 when every required task is ready or degraded, else 3."""
-    from reconciler.cli.database import open_database
     from reconciler.core.readiness import all_required_servable
     from reconciler.service import readiness
     from reconciler.service.config import provider_types
+    from reconciler.service.database import open_database
 
     settings = settings_of(ctx)
     registry = provider_types()

@@ -21,22 +21,18 @@ import time
 from collections.abc import Coroutine
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from reconciler.adapters.db import migrate, queue_store
-from reconciler.adapters.db.leader import Leadership, leadership_for
-from reconciler.adapters.watcher import watch_directory
 from reconciler.core.config import ConfigLoader
 from reconciler.core.readiness import SERVABLE
 from reconciler.core.registry import ProviderRegistry
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.readiness_loop import ReadinessLoop
-from reconciler.daemon.state import DaemonState, QueueView, TaskQueue, now
+from reconciler.daemon.state import DaemonState
 from reconciler.daemon.web import (
     bind_sockets,
     create_app,
@@ -47,6 +43,7 @@ from reconciler.daemon.web import (
 )
 from reconciler.daemon.worker import ReconcileWorker, WorkerOptions
 from reconciler.errors import ReconcilerError, StateError
+from reconciler.service import follow, migrations, queue, reconcile
 from reconciler.service.scoring import ScoringWorker
 
 log = logging.getLogger(__name__)
@@ -58,33 +55,6 @@ QUEUE_METRICS_S = 5.0
 QUEUE_WINDOW_S = 300.0  # "recently" on the status page: the last five minutes
 SHOWN_DEAD = 5  # the latest dead jobs on the status page
 SCORING_RETRY_S = 5.0
-
-
-def _queue_view(engine: Engine) -> QueueView:
-    """The queue's depth by task and status, what finished in the last minutes, the latest
-    dead jobs: one short read for the metrics and the status page."""
-    at = now()
-    since = at - timedelta(seconds=QUEUE_WINDOW_S)
-    with engine.connect() as conn:
-        counted = queue_store.counts(conn)
-        recent = {f.task: f for f in queue_store.finished_since(conn, since)}
-        dead = queue_store.dead_jobs(conn, SHOWN_DEAD)
-    statuses: dict[str, dict[str, int]] = {}
-    for (task, status), n in counted.items():
-        statuses.setdefault(task, {})[status] = n
-    tasks = []
-    for task in sorted(statuses.keys() | recent.keys()):
-        finished = recent.get(task)
-        tasks.append(
-            TaskQueue(
-                task,
-                statuses.get(task, {}),
-                finished.done if finished else 0,
-                finished.dead if finished else 0,
-                finished.mean_latency_ms if finished else None,
-            )
-        )
-    return QueueView(at, QUEUE_WINDOW_S, tasks, dead)
 
 
 @dataclass(frozen=True)
@@ -110,7 +80,7 @@ class Daemon:
         self.metrics = Metrics()
         self.stop = asyncio.Event()
         self._holder_due = 0.0
-        self.leadership: Leadership = leadership_for(engine)
+        self.leadership = reconcile.leadership(engine)
         self.worker = ReconcileWorker(
             engine,
             options.config_dir,
@@ -169,8 +139,8 @@ class Daemon:
 
     async def _run(self) -> int:
         if self.options.migrate:
-            await asyncio.to_thread(migrate.upgrade, self.engine)
-        await asyncio.to_thread(migrate.require_current, self.engine)
+            await asyncio.to_thread(migrations.upgrade, self.engine)
+        await asyncio.to_thread(reconcile.require_schema, self.engine)
         await self._elect()
         sources = await asyncio.to_thread(self.worker.read_sources)
         await self.worker.cycle(sources, resync=True)
@@ -185,7 +155,7 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
         roots: dict[str, Coroutine[Any, Any, None]] = {
-            "watcher": watch_directory(
+            "watcher": follow.watch(
                 self.options.config_dir,
                 self.worker.poke,
                 self.stop,
@@ -287,7 +257,9 @@ class Daemon:
     async def _queue_metrics(self) -> None:
         while not self.stop.is_set():
             try:
-                view = await asyncio.to_thread(_queue_view, self.engine)
+                view = await asyncio.to_thread(
+                    queue.overview, self.engine, QUEUE_WINDOW_S, SHOWN_DEAD
+                )
             except (SQLAlchemyError, ReconcilerError):
                 view = None
             if view is not None:

@@ -15,7 +15,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
-from reconciler.daemon.catalog import (
+from reconciler.daemon.responses import read, scrubbed
+from reconciler.daemon.state import DaemonState
+from reconciler.service.catalog import (
     Catalog,
     Origin,
     Provider,
@@ -23,8 +25,6 @@ from reconciler.daemon.catalog import (
     endpoint_fields,
     read_catalog,
 )
-from reconciler.daemon.responses import read, scrubbed
-from reconciler.daemon.state import DaemonState
 
 PATH = "/api/ollama/config"
 LEGACY_TASK = "scoring"

@@ -16,7 +16,8 @@ from reconciler.core.readiness import (
     all_required_servable,
 )
 from reconciler.core.text import untrusted
-from reconciler.daemon.state import DaemonState, TaskQueue
+from reconciler.daemon.state import DaemonState
+from reconciler.service.queue import TaskQueue
 
 STATUS_COLOURS = {
     Status.ready: "#1a7f37",

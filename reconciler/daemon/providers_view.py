@@ -18,7 +18,10 @@ from sqlalchemy import Engine
 
 from reconciler.core.readiness import Status
 from reconciler.core.text import untrusted
-from reconciler.daemon.catalog import (
+from reconciler.daemon.page import DISABLED_COLOUR, STATUS_COLOURS, footer, head, when
+from reconciler.daemon.responses import page, read
+from reconciler.daemon.state import DaemonState
+from reconciler.service.catalog import (
     Catalog,
     Probe,
     Provider,
@@ -27,9 +30,6 @@ from reconciler.daemon.catalog import (
     read_catalog,
     uses,
 )
-from reconciler.daemon.page import DISABLED_COLOUR, STATUS_COLOURS, footer, head, when
-from reconciler.daemon.responses import page, read
-from reconciler.daemon.state import DaemonState
 
 PATH = "/providers"
 LEGACY_PAGES = ("/settings/ollama", "/settings/llm-providers")

@@ -14,7 +14,6 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from reconciler.adapters.providers.probe import Prober
 from reconciler.core.readiness import SERVABLE, ProbeReport, Reason, Status, Verdict
 from reconciler.core.registry import ProviderRegistry
 from reconciler.daemon.metrics import Metrics
@@ -83,7 +82,7 @@ class ReadinessLoop:
         return changed
 
     async def run(self, stop: asyncio.Event) -> None:
-        prober = Prober()
+        prober = readiness.Prober()
         try:
             while not stop.is_set():
                 changed = self._next_round()
@@ -107,14 +106,14 @@ class ReadinessLoop:
 
     async def round_once(self) -> list[Verdict]:
         """One round with its own prober: for `run --once`."""
-        prober = Prober()
+        prober = readiness.Prober()
         try:
             return await self.round(prober)
         finally:
             await prober.aclose()
 
     async def round(
-        self, prober: Prober, changed: set[tuple[str, str]] | None = None
+        self, prober: readiness.Prober, changed: set[tuple[str, str]] | None = None
     ) -> list[Verdict]:
         """Probe and decide: every task, or when `changed` rows are given (after an apply),
         only the tasks they touch, whose verdicts alone are rewritten."""
@@ -142,7 +141,7 @@ class ReadinessLoop:
         return self._publish(found)
 
     async def _partial(
-        self, inputs: readiness.Inputs, tasks: set[str], prober: Prober
+        self, inputs: readiness.Inputs, tasks: set[str], prober: readiness.Prober
     ) -> list[Verdict]:
         """The verdicts after an apply: the touched `tasks` probed and decided again, every
         other task's verdict kept as the last round left it."""

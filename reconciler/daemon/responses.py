@@ -14,8 +14,7 @@ from typing import Any
 from fastapi.responses import HTMLResponse
 from sqlalchemy import Connection, Engine
 
-from reconciler.adapters import secrets
-from reconciler.core.text import scrub
+from reconciler.service.redaction import redact
 
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
@@ -26,13 +25,13 @@ PAGE_HEADERS = {
 
 def page(html: str) -> HTMLResponse:
     """A server-rendered page, every known secret value cut out, under PAGE_HEADERS."""
-    return HTMLResponse(scrub(html, secrets.known()), headers=PAGE_HEADERS)
+    return HTMLResponse(redact(html), headers=PAGE_HEADERS)
 
 
 def scrubbed(value: Any) -> Any:
     """`value` with every known secret value cut out of its strings, however deep."""
     if isinstance(value, str):
-        return scrub(value, secrets.known())
+        return redact(value)
     if isinstance(value, dict):
         return {k: scrubbed(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -12,6 +12,7 @@ from typing import Any
 
 from reconciler.core.readiness import Verdict
 from reconciler.errors import Problem
+from reconciler.service.queue import QueueView
 
 
 def now() -> datetime:
@@ -26,27 +27,6 @@ class CurrentError:
     message: str
     since: datetime
     problems: list[Problem] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class TaskQueue:
-    """One task's jobs: how many in each status, and what finished in the recent window."""
-
-    task: str
-    statuses: dict[str, int]
-    done_recently: int = 0
-    dead_recently: int = 0
-    mean_latency_ms: float | None = None
-
-
-@dataclass(frozen=True)
-class QueueView:
-    """The scoring queue as the status page shows it, read every few seconds."""
-
-    at: datetime
-    window_s: float
-    tasks: list[TaskQueue]
-    dead: list[dict[str, Any]]  # the latest dead jobs: task, item_id, attempts, error
 
 
 @dataclass

@@ -35,16 +35,17 @@ from sqlalchemy import Engine, text
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reconciler import __version__
-from reconciler.adapters.db import queue_store, readiness_store, store
 from reconciler.core.readiness import all_required_servable
 from reconciler.core.text import untrusted
 from reconciler.daemon import api_results, legacy, providers_view
-from reconciler.daemon.catalog import shown_provider_row
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.page import api_page, status_page
-from reconciler.daemon.responses import jsonable, page, read, scrubbed
+from reconciler.daemon.responses import jsonable, page, scrubbed
 from reconciler.daemon.state import DaemonState
 from reconciler.errors import StateError
+from reconciler.service import queue
+from reconciler.service import state as stored
+from reconciler.service.catalog import shown_provider_row
 from reconciler.service.readiness import verdict_document
 
 HEARTBEAT_STALE_S = 10.0
@@ -255,35 +256,28 @@ def _add_api(app: FastAPI, engine: Engine, state: DaemonState) -> None:
     @app.get("/api/v1/providers", tags=["api"])
     async def api_providers() -> list[dict[str, Any]]:
         """The provider rows (secrets appear as their `{env: NAME}` reference only)."""
-        rows: list[dict[str, Any]] = await read(engine, readiness_store.read_provider_rows)
+        rows = await asyncio.to_thread(stored.provider_rows, engine)
         return [shown_provider_row(row) for row in rows]
 
     @app.get("/api/v1/routes", tags=["api"])
     async def api_routes() -> list[dict[str, Any]]:
         """The task route rows."""
-        rows: list[dict[str, Any]] = await read(engine, readiness_store.read_route_rows)
-        return rows
+        return await asyncio.to_thread(stored.route_rows, engine)
 
     @app.get("/api/v1/revisions", tags=["api"])
     async def api_revisions(limit: int = Query(20, ge=1, le=500)) -> list[dict[str, Any]]:
         """The latest applies, newest first."""
-        rows = await read(engine, lambda conn: store.list_revisions(conn, limit))
+        rows = await asyncio.to_thread(stored.revisions, engine, limit)
         return [jsonable(row) for row in rows]
 
     @app.get("/api/v1/jobs", tags=["api"])
     async def api_jobs(limit: int = Query(20, ge=1, le=500)) -> dict[str, Any]:
         """The scoring queue: jobs by task and status, and the latest dead jobs."""
-
-        def counts(conn: Any) -> dict[str, Any]:
-            counted = queue_store.counts(conn)
-            tasks: dict[str, dict[str, int]] = {}
-            for (task, status), n in counted.items():
-                tasks.setdefault(task, {})[status] = n
-            dead = [jsonable(d) for d in queue_store.dead_jobs(conn, limit)]
-            return {"tasks": tasks, "dead": dead}
-
-        result: dict[str, Any] = await read(engine, counts)
-        return result
+        counted, dead = await asyncio.to_thread(queue.summary, engine, limit)
+        tasks: dict[str, dict[str, int]] = {}
+        for (task, status), n in counted.items():
+            tasks.setdefault(task, {})[status] = n
+        return {"tasks": tasks, "dead": [jsonable(d) for d in dead]}
 
 
 def _ping(engine: Engine) -> tuple[bool, str]:

@@ -13,7 +13,6 @@ always holds.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
 import time
@@ -24,8 +23,6 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from reconciler.adapters.db.engine import first_line
-from reconciler.adapters.files import display_name, load_sources, paused_gc
 from reconciler.core.config import ConfigLoader, DesiredState
 from reconciler.core.plan import Op, Plan
 from reconciler.daemon.metrics import Metrics
@@ -41,18 +38,13 @@ from reconciler.errors import (
 )
 from reconciler.problem_report import problems_text
 from reconciler.render import SIGNS, action_line
-from reconciler.service import reconcile
+from reconciler.service import follow, reconcile
+from reconciler.service.database import error_reason
+from reconciler.service.follow import Sources
 
 log = logging.getLogger(__name__)
 
-# The files as read: their bytes, None when they are gone, or why one cannot be read.
-Sources = list[tuple[str, bytes]] | ConfigInvalid | None
-
-# No event and the same content for this long: the files have settled. The watcher already
-# waits for a pause in the events; this catches a writer that pauses without any.
-QUIET_S = 0.025
 DELETE_SETTLE_S = 1.0  # deletions wait until the files have been unchanged this long
-MAX_SETTLE_ROUNDS = 40
 RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 SHOWN_CHANGES = 50  # on the status page
 LOGGED_CHANGES = 20  # in the log, one line each
@@ -108,7 +100,7 @@ class ReconcileWorker:
             await _first(self._wake.wait(), stop.wait())
             if stop.is_set():
                 return
-            sources, digest = await self._settled(stop)
+            sources, digest = await follow.settled(self.config_dir, self._wake, stop)
             if stop.is_set():
                 return
             resync, self._resync = self._resync, False
@@ -126,58 +118,30 @@ class ReconcileWorker:
             except TimeoutError:
                 self.poke(resync=True)
 
-    async def _settled(self, stop: asyncio.Event) -> tuple[Sources, str]:
-        """The directory's files, and their digest, once no event came and nothing changed for
-        QUIET_S."""
-        self._wake.clear()
-        sources = await asyncio.to_thread(self.read_sources)
-        previous = _digest(sources)
-        for _ in range(MAX_SETTLE_ROUNDS):
-            await asyncio.sleep(QUIET_S)
-            if stop.is_set():
-                break
-            if self._wake.is_set():  # more events: read again after another quiet period
-                self._wake.clear()
-                sources = await asyncio.to_thread(self.read_sources)
-                previous = _digest(sources)
-                continue
-            sources = await asyncio.to_thread(self.read_sources)
-            digest = _digest(sources)
-            if digest == previous:
-                return sources, digest
-            previous = digest
-        return sources, previous  # still changing after many rounds: go with the latest read
-
     def read_sources(self) -> Sources:
-        """The config files; None when the directory or every file is gone; the problems when
-        one cannot be read (a dangling symlink, a FIFO, a directory that cannot be listed)."""
-        try:
-            return load_sources([self.config_dir])
-        except ConfigInvalid as exc:
-            if all(p.code in ("not_found", "no_files") for p in exc.problems):
-                return None
-            return exc
+        """The config files as `follow.read` returns them."""
+        return follow.read(self.config_dir)
 
     async def cycle(
         self, sources: Sources, resync: bool, digest: str | None = None
     ) -> float | None:
-        """One reconcile of `sources` (whose `_digest` is `digest` when the caller has it);
+        """One reconcile of `sources` (whose `follow.digest` is `digest` when the caller has it);
         returns a delay after which to retry, or None."""
         started = time.perf_counter()
         try:
             if sources is None:
-                self._report("source_missing", _missing_message(self.config_dir), "missing")
+                self._report("source_missing", follow.missing_message(self.config_dir), "missing")
                 return None
             if isinstance(sources, ConfigInvalid):
-                self.state.config_digest = _digest(sources)
+                self.state.config_digest = follow.digest(sources)
                 raise sources
-            digest = digest or _digest(sources)
+            digest = digest or follow.digest(sources)
             if digest != self.state.config_digest:
                 self._changed_at = time.monotonic()
             self.state.config_digest = digest
             if digest == self.state.applied_digest and not resync and self.state.error is None:
                 return None  # an event that changed nothing: same bytes as applied
-            desired = await asyncio.to_thread(self._load, sources)
+            desired = await asyncio.to_thread(follow.load, self.loader, sources)
             self.metrics.config_valid.set(1)
             wait = await self._reconcile(desired, digest, resync)
             if wait is not None:
@@ -282,12 +246,6 @@ class ReconcileWorker:
                     waited = self.options.lock_timeout_s
                     raise LockTimeout(f"{exc}; waited {waited:g}s in all") from None
 
-    def _load(self, sources: list[tuple[str, bytes]]) -> DesiredState:
-        """Validate the files, the collector paused: its passes over a large config cost more
-        than the load itself."""
-        with paused_gc():
-            return self.loader.load(sources)
-
     def _applied(self, plan: Plan, generation: int) -> None:
         summary = reconcile.summary_line(plan)
         changes = [action_line(a, self.config_dir) for a in plan.actions[:SHOWN_CHANGES]]
@@ -366,30 +324,11 @@ class ReconcileWorker:
         self._failures += 1
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if isinstance(exc, DBAPIError):
-            reason = "database error: " + first_line(exc)
+            reason = "database error: " + error_reason(exc)
         self.state.error = CurrentError("database", f"{reason}; retrying in {delay:g}s", now())
         self.metrics.runs.labels("error").inc()
         log.warning("reconcile failed: %s; retrying in %gs", reason, delay)
         return delay
-
-
-def _digest(sources: Sources) -> str:
-    if sources is None:
-        return "missing"
-    if isinstance(sources, ConfigInvalid):
-        text = "\n".join(f"{p.file}:{p.code}:{p.message}" for p in sources.problems)
-        return "unreadable:" + hashlib.sha256(text.encode()).hexdigest()
-    digest = hashlib.sha256()
-    for name, data in sources:
-        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
-    return digest.hexdigest()
-
-
-def _missing_message(directory: Path) -> str:
-    return (
-        f"source missing: {display_name(directory)} has no config files (or is gone); keeping "
-        "the database as it is, nothing is deleted"
-    )
 
 
 async def _first(*waits: object) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -24,6 +24,53 @@ class Enqueued:
 
     added: int
     skipped: dict[str, int]
+
+
+@dataclass(frozen=True)
+class TaskQueue:
+    """One task's jobs: how many in each status, and what finished in the recent window."""
+
+    task: str
+    statuses: dict[str, int]
+    done_recently: int = 0
+    dead_recently: int = 0
+    mean_latency_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """The scoring queue as the status page shows it, read every few seconds."""
+
+    at: datetime
+    window_s: float
+    tasks: list[TaskQueue]
+    dead: list[dict[str, Any]]  # the latest dead jobs: task, item_id, attempts, error
+
+
+def overview(engine: Engine, window_s: float, dead_limit: int) -> QueueView:
+    """The queue's depth by task and status, what finished in the last `window_s`, the latest
+    `dead_limit` dead jobs: one short read, for the metrics and the status page."""
+    at = datetime.now(UTC)
+    with engine.connect() as conn:
+        counted = store.counts(conn)
+        recent = {f.task: f for f in store.finished_since(conn, at - timedelta(seconds=window_s))}
+        dead = store.dead_jobs(conn, dead_limit)
+    statuses: dict[str, dict[str, int]] = {}
+    for (task, status), n in counted.items():
+        statuses.setdefault(task, {})[status] = n
+    tasks = []
+    for task in sorted(statuses.keys() | recent.keys()):
+        finished = recent.get(task)
+        tasks.append(
+            TaskQueue(
+                task,
+                statuses.get(task, {}),
+                finished.done if finished else 0,
+                finished.dead if finished else 0,
+                finished.mean_latency_ms if finished else None,
+            )
+        )
+    return QueueView(at, window_s, tasks, dead)
 
 
 def routed_tasks(engine: Engine) -> list[str]:

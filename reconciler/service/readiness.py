@@ -19,7 +19,8 @@ from reconciler.adapters.db import readiness_store as stored
 from reconciler.adapters.plugins import load_registry
 from reconciler.adapters.providers.builtin import driver_of
 from reconciler.adapters.providers.driver import ProviderDriver
-from reconciler.adapters.providers.probe import Prober, Target
+from reconciler.adapters.providers.probe import Prober as Prober  # noqa: PLC0414 (callers keep one)
+from reconciler.adapters.providers.probe import Target
 from reconciler.core.config import DesiredState
 from reconciler.core.readiness import (
     ProbeReport,

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine
 
 from reconciler import render
 from reconciler.adapters.db import revision, store
+from reconciler.adapters.db.leader import Leadership, leadership_for
 from reconciler.adapters.files import paused_gc
 from reconciler.core.config import DesiredState
 from reconciler.core.plan import (
@@ -53,6 +54,12 @@ class ApplyResult:
 def require_schema(engine: Engine) -> None:
     """Refuse a database whose schema is not the one this code expects."""
     revision.require_current(engine)
+
+
+def leadership(engine: Engine) -> Leadership:
+    """Which of the daemons sharing `engine`'s database applies the files: one leader at a time,
+    the others serve status (`adapters.db.leader` says how, on each engine)."""
+    return leadership_for(engine)
 
 
 def plan(engine: Engine, state: DesiredState, *, allow_mass_delete: bool = False) -> Plan:

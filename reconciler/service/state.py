@@ -6,12 +6,20 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from reconciler.adapters.db import revision, store
+from reconciler.adapters.db import readiness_store, revision, store
 from reconciler.adapters.export import existing, export_files, write_export
 from reconciler.adapters.plugins import load_registry
 from reconciler.core.plan import Observed
 
-__all__ = ["existing", "export", "observed", "revisions", "write_export"]
+__all__ = [
+    "existing",
+    "export",
+    "observed",
+    "provider_rows",
+    "revisions",
+    "route_rows",
+    "write_export",
+]
 
 
 def observed(engine: Engine) -> list[Observed]:
@@ -32,3 +40,15 @@ def revisions(engine: Engine, limit: int) -> list[dict[str, Any]]:
     revision.require_current(engine)
     with engine.connect() as conn:
         return store.list_revisions(conn, limit)
+
+
+def provider_rows(engine: Engine) -> list[dict[str, Any]]:
+    """The provider rows as stored, by name."""
+    with engine.connect() as conn:
+        return readiness_store.read_provider_rows(conn)
+
+
+def route_rows(engine: Engine) -> list[dict[str, Any]]:
+    """The route rows as stored, by task."""
+    with engine.connect() as conn:
+        return readiness_store.read_route_rows(conn)

@@ -1,4 +1,4 @@
-"""Opening the database for a command, with errors a person can act on.
+"""Opening the database for a command or the daemon, with errors a person can act on.
 
 A database URL may carry a password twice over: `user:PASSWORD@host`, and in its query
 (`?password=...`, `?sslpassword=...`, which psycopg hands to libpq). `safe_url` masks both
@@ -18,8 +18,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from reconciler.adapters import secrets
 from reconciler.adapters.db.engine import UnsupportedDatabase, first_line, make_engine
-from reconciler.core.text import scrub
 from reconciler.errors import StateError, TemporaryError
+from reconciler.service.redaction import redact
 
 MASK = "***"
 # Query keys whose value is a credential, matched as parts of the lower-cased key: `password`
@@ -65,8 +65,9 @@ def url_secrets(url: str) -> set[str]:
     return {form for v in values for form in (v, quote(v, safe=""), quote_plus(v))}
 
 
-def _safe(text: str) -> str:
-    return scrub(text, secrets.known())
+def error_reason(exc: DBAPIError) -> str:
+    """What the database driver said, first line only: no SQL, no parameters."""
+    return first_line(exc)
 
 
 @contextmanager
@@ -76,14 +77,14 @@ def open_database(url: str) -> Iterator[Engine]:
     try:
         engine = make_engine(url)
     except (UnsupportedDatabase, ArgumentError) as exc:
-        raise StateError(_safe(f"bad --database-url {safe_url(url)}: {exc}")) from None
+        raise StateError(redact(f"bad --database-url {safe_url(url)}: {exc}")) from None
     try:
         yield engine
     except DBAPIError as exc:
         reason = first_line(exc)
         if exc.connection_invalidated or "connect" in reason.lower():
             message = f"cannot reach the database {safe_url(url)}: {reason}"
-            raise TemporaryError(_safe(message)) from None
-        raise StateError(_safe(f"database error on {safe_url(url)}: {reason}")) from None
+            raise TemporaryError(redact(message)) from None
+        raise StateError(redact(f"database error on {safe_url(url)}: {reason}")) from None
     finally:
         engine.dispose()
