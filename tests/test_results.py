@@ -17,7 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, event
 
-from reconciler.adapters.db import queue_store
+from reconciler.adapters.db import queue_reads
 from reconciler.adapters.db.engine import make_engine
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.state import DaemonState
@@ -267,7 +267,7 @@ def test_results_are_read_in_keyset_pages_never_in_one_unbounded_select(
 ) -> None:
     put_jobs(url, *({"item_id": f"i{n:02d}"} for n in reversed(range(20))))  # ids run backwards
     put_jobs(url, *({"task": "triage", "item_id": f"t{n}"} for n in range(3)))
-    monkeypatch.setattr(queue_store, "RESULTS_PAGE", 7)
+    monkeypatch.setattr(queue_reads, "RESULTS_PAGE", 7)
     with Selects() as selects:
         one = run("results", "scoring", "--format", "jsonl")
     assert [json.loads(x)["item_id"] for x in one.stdout.splitlines()] == [

@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from reconciler.adapters.db import queue_reads, revision
 from reconciler.adapters.db import queue_store as store
-from reconciler.adapters.db import revision
 
 QUEUED, LEASED, DONE, DEAD = store.QUEUED, store.LEASED, store.DONE, store.DEAD
 STATUSES = (QUEUED, LEASED, DONE, DEAD)
@@ -52,9 +52,10 @@ def overview(engine: Engine, window_s: float, dead_limit: int) -> QueueView:
     `dead_limit` dead jobs: one short read, for the metrics and the status page."""
     at = datetime.now(UTC)
     with engine.connect() as conn:
-        counted = store.counts(conn)
-        recent = {f.task: f for f in store.finished_since(conn, at - timedelta(seconds=window_s))}
-        dead = store.dead_jobs(conn, dead_limit)
+        counted = queue_reads.counts(conn)
+        since = at - timedelta(seconds=window_s)
+        recent = {f.task: f for f in queue_reads.finished_since(conn, since)}
+        dead = queue_reads.dead_jobs(conn, dead_limit)
     statuses: dict[str, dict[str, int]] = {}
     for (task, status), n in counted.items():
         statuses.setdefault(task, {})[status] = n
@@ -91,7 +92,7 @@ def summary(engine: Engine, dead_limit: int) -> tuple[dict[tuple[str, str], int]
     """Jobs by (task, status), and the latest `dead_limit` dead jobs."""
     revision.require_current(engine)
     with engine.connect() as conn:
-        return store.counts(conn), store.dead_jobs(conn, dead_limit)
+        return queue_reads.counts(conn), queue_reads.dead_jobs(conn, dead_limit)
 
 
 def retry(engine: Engine, task: str, item_ids: Sequence[str] | None) -> int:

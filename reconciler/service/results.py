@@ -10,14 +10,24 @@ from typing import Any
 from sqlalchemy import Engine
 
 from reconciler.adapters import secrets
-from reconciler.adapters.db import queue_store as store
+from reconciler.adapters.db import queue_reads as store
 from reconciler.adapters.db import revision
+from reconciler.adapters.db.queue_store import FINISHED, route_rows
 from reconciler.adapters.plugins import load_registry
 from reconciler.core.scoring import answer_fields as schema_fields
 from reconciler.core.scoring import scrub_answer
 from reconciler.service.ask import Answered, ask_once
 
-FINISHED = store.FINISHED
+__all__ = [
+    "FINISHED",
+    "Cursor",
+    "ResultQuery",
+    "answer_fields",
+    "page",
+    "shown_answer",
+    "stream",
+    "try_item",
+]
 ResultQuery = store.ResultQuery
 Cursor = store.Cursor
 
@@ -40,7 +50,7 @@ def answer_fields(engine: Engine, task: str | None) -> list[str]:
     """The answer fields to show as columns: the task's output schema's (the default one's when
     it declares none), or every route's for all tasks."""
     with engine.connect() as conn:
-        routes = store.route_rows(conn)
+        routes = route_rows(conn)
     if task is not None:
         route = routes.get(task)
         return schema_fields(route["output_schema"] if route else None)

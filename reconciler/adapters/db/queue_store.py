@@ -1,5 +1,5 @@
 """The scoring queue in the database: enqueue, claim under a lease, renew, finish, release;
-read the results a page at a time; put dead jobs back; purge finished ones.
+put dead jobs back; purge finished ones. (Reading it for people: `queue_reads`.)
 
 A job's row also holds its one result, so an item can never have two. Claims use
 `FOR UPDATE SKIP LOCKED` on PostgreSQL and an immediate (write-locked) transaction on SQLite;
@@ -10,7 +10,7 @@ statements conditioned on a finished status, so a job a worker holds is never to
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +26,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -37,24 +36,8 @@ from reconciler.adapters.db.tables import routes, scoring_jobs
 
 QUEUED, LEASED, DONE, DEAD = "queued", "leased", "done", "dead"
 FINISHED = (DONE, DEAD)
-RESULTS_PAGE = 1000  # rows per query when results are streamed
 PREVIOUS = "previous: "  # what a retried job's last error is kept under
 _CHUNK = 500
-RESULT_COLUMNS = (
-    "id",
-    "task",
-    "item_id",
-    "status",
-    "result",
-    "provider",
-    "model",
-    "latency_ms",
-    "prompt_tokens",
-    "completion_tokens",
-    "attempts",
-    "finished_at",
-    "error",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,110 +244,6 @@ def _lock_held(conn: Connection, ids: list[int], still_held: tuple[Any, ...]) ->
         .with_for_update()
     )
     return set(conn.execute(query).scalars())
-
-
-def counts(conn: Connection) -> dict[tuple[str, str], int]:
-    """Jobs by (task, status)."""
-    query = select(scoring_jobs.c.task, scoring_jobs.c.status, func.count()).group_by(
-        scoring_jobs.c.task, scoring_jobs.c.status
-    )
-    return {(task, status): n for task, status, n in conn.execute(query)}
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    """The jobs of one task that finished in a window: how many, and how fast the done ones."""
-
-    task: str
-    done: int
-    dead: int
-    mean_latency_ms: float | None
-
-
-def finished_since(conn: Connection, since: datetime) -> list[Finished]:
-    """Per task, the jobs finished at or after `since`, by task."""
-    query = (
-        select(
-            scoring_jobs.c.task,
-            scoring_jobs.c.status,
-            func.count(),
-            func.avg(scoring_jobs.c.latency_ms),
-        )
-        .where(scoring_jobs.c.status.in_(FINISHED), scoring_jobs.c.finished_at >= since)
-        .group_by(scoring_jobs.c.task, scoring_jobs.c.status)
-    )
-    counted: dict[str, dict[str, Any]] = {}
-    for task, status, count, mean in conn.execute(query):
-        row = counted.setdefault(task, {DONE: 0, DEAD: 0, "mean": None})
-        row[status] = int(count)
-        if status == DONE and mean is not None:
-            row["mean"] = float(mean)
-    return [
-        Finished(task, row[DONE], row[DEAD], row["mean"]) for task, row in sorted(counted.items())
-    ]
-
-
-def dead_jobs(conn: Connection, limit: int) -> list[dict[str, Any]]:
-    columns = ("task", "item_id", "attempts", "error", "finished_at")
-    query = (
-        select(*(scoring_jobs.c[c] for c in columns))
-        .where(scoring_jobs.c.status == DEAD)
-        .order_by(scoring_jobs.c.finished_at.desc(), scoring_jobs.c.id)
-        .limit(limit)
-    )
-    return [dict(row._mapping) for row in conn.execute(query)]
-
-
-@dataclass(frozen=True, slots=True)
-class ResultQuery:
-    """Which finished jobs to read: of one task or all, by status, finished at or after `since`."""
-
-    task: str | None = None
-    statuses: tuple[str, ...] = (DONE,)
-    since: datetime | None = None
-
-
-Cursor = tuple[str, str]  # (task, item_id) of the last row read
-
-
-def results_page(
-    conn: Connection, query: ResultQuery, after: Cursor | None, limit: int
-) -> list[dict[str, Any]]:
-    """Up to `limit` finished jobs after `after`, by (task, item_id): a keyset page.
-
-    The key is the queue's unique (task, item_id), whose index serves every page in order, so
-    each page costs its own rows however deep into the results it is. With `query.task`, a
-    cursor must be of that task.
-    """
-    jobs = scoring_jobs.c
-    statement = select(*(jobs[c] for c in RESULT_COLUMNS)).where(jobs.status.in_(query.statuses))
-    if query.since is not None:
-        statement = statement.where(jobs.finished_at >= query.since)
-    if query.task is not None:
-        statement = statement.where(jobs.task == query.task).order_by(jobs.item_id)
-        if after is not None:
-            statement = statement.where(jobs.item_id > after[1])
-    else:
-        statement = statement.order_by(jobs.task, jobs.item_id)
-        if after is not None:
-            statement = statement.where(tuple_(jobs.task, jobs.item_id) > tuple_(*after))
-    return [dict(row._mapping) for row in conn.execute(statement.limit(limit))]
-
-
-def iter_results(
-    engine: Engine, query: ResultQuery, page: int | None = None
-) -> Iterator[dict[str, Any]]:
-    """Every job `query` selects, read `page` (RESULTS_PAGE) rows at a time, each page in a short
-    read of its own: memory stays flat, and no transaction stays open while the caller writes."""
-    page = page or RESULTS_PAGE
-    after: Cursor | None = None
-    while True:
-        with engine.connect() as conn:
-            rows = results_page(conn, query, after, page)
-        yield from rows
-        if len(rows) < page:
-            return
-        after = (rows[-1]["task"], rows[-1]["item_id"])
 
 
 def retry_dead(engine: Engine, task: str, item_ids: Sequence[str] | None, now: datetime) -> int:
