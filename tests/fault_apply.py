@@ -37,8 +37,8 @@ from typing import Any, NoReturn
 
 from sqlalchemy import Engine, event, text
 
+from reconciler.adapters.db.apply_lock import APPLY_LOCK_KEY
 from reconciler.adapters.db.engine import is_sqlite
-from reconciler.adapters.db.store import APPLY_LOCK_KEY
 
 FAULT_ENV = "RECONCILER_TEST_FAULT"
 TRACE_ENV = "RECONCILER_TEST_TRACE"

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine
 
 from reconciler import render
 from reconciler.adapters.db import revision, store
+from reconciler.adapters.db.apply_lock import apply_transaction
 from reconciler.adapters.db.leader import Leadership, leadership_for
 from reconciler.adapters.files import paused_gc
 from reconciler.core.config import DesiredState
@@ -158,7 +159,7 @@ def apply(
     who = _who(digest, config_dir)
     view = view if saved is None else None
     try:
-        with paused_gc(), store.apply_transaction(engine, lock_timeout) as conn:
+        with paused_gc(), apply_transaction(engine, lock_timeout) as conn:
             if saved is not None:
                 the_plan = _saved_plan(conn, saved, allow_mass_delete)
             else:

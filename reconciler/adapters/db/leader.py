@@ -19,8 +19,8 @@ from typing import IO, Protocol
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from reconciler.adapters.db.apply_lock import describe_self
 from reconciler.adapters.db.engine import first_line, is_sqlite
-from reconciler.adapters.db.store import describe_self
 
 log = logging.getLogger(__name__)
 LEADER_LOCK_KEY = 0x7265636F6C656164  # "recolead"

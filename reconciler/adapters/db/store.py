@@ -1,36 +1,26 @@
 """The state store: reads observed state and writes a plan, with Core statements only.
 
-Writes happen in one transaction under the apply lock (PostgreSQL: a namespaced transaction
-advisory lock; SQLite: BEGIN IMMEDIATE). A change of k rows writes k rows, whatever the total.
+Writes happen in one transaction under the apply lock (`apply_lock`). A change of k rows writes
+k rows, whatever the total.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import socket
-import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     Connection,
-    Engine,
     bindparam,
     delete,
     func,
     insert,
     select,
-    text,
     update,
 )
-from sqlalchemy.exc import DBAPIError, OperationalError
 
-from reconciler.adapters.db.engine import SQLITE_BUSY_TIMEOUT_MS, is_sqlite
 from reconciler.adapters.db.tables import providers, reconcile_state, revisions, routes
 from reconciler.core.plan import (
     MANAGED,
@@ -43,10 +33,7 @@ from reconciler.core.plan import (
     essence_hash,
     route_essence,
 )
-from reconciler.errors import LockTimeout
 
-APPLY_LOCK_KEY = 0x7265636F6E63696C  # "reconcil", the advisory lock every apply takes
-_LOCK_POLL_S = 0.05
 _CHUNK = 500
 # Only what the essences need: timestamps and provenance cost a parse per row to read.
 _PROVIDER_COLUMNS = ("name", "type", "enabled", "protect", "config", "managed_by", "spec_hash")
@@ -178,123 +165,6 @@ def current_generation(conn: Connection) -> int:
     return int(value.scalar_one_or_none() or 0)
 
 
-@contextmanager
-def apply_transaction(engine: Engine, lock_timeout: float) -> Iterator[Connection]:
-    """A transaction holding the apply lock; commits on success, rolls back on any error."""
-    if is_sqlite(engine):
-        with _sqlite_transaction(engine, lock_timeout) as conn:
-            yield conn
-        return
-    with engine.connect() as conn, conn.begin():
-        _pg_lock(conn, lock_timeout)
-        # The change counter's triggers leave this transaction's writes alone (migration 0007).
-        conn.execute(text("SELECT set_config('reconciler.applying', 'on', true)"))
-        yield conn
-
-
-@contextmanager
-def _sqlite_transaction(engine: Engine, lock_timeout: float) -> Iterator[Connection]:
-    owner = _owner_file(engine)
-    with engine.connect() as conn:
-        _set_busy_timeout(conn, int(lock_timeout * 1000))
-        try:
-            conn.execution_options(sqlite_begin="IMMEDIATE").begin()
-        except OperationalError as exc:
-            if "locked" in str(exc.orig) or "busy" in str(exc.orig):
-                raise LockTimeout(_sqlite_holder(owner, lock_timeout)) from None
-            raise
-        _write_owner(owner)
-        try:
-            yield conn
-            conn.commit()
-        except BaseException:
-            conn.rollback()
-            raise
-        finally:
-            _clear_owner(owner)
-            _set_busy_timeout(conn, SQLITE_BUSY_TIMEOUT_MS)
-
-
-def _set_busy_timeout(conn: Connection, milliseconds: int) -> None:
-    # On the DBAPI connection: a statement through SQLAlchemy would begin a transaction.
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    cursor.execute(f"PRAGMA busy_timeout = {milliseconds}")
-    cursor.close()
-
-
-def _pg_lock(conn: Connection, lock_timeout: float) -> None:
-    deadline = time.monotonic() + lock_timeout
-    query = text("SELECT pg_try_advisory_xact_lock(:key)")
-    while not conn.execute(query, {"key": APPLY_LOCK_KEY}).scalar_one():
-        if time.monotonic() >= deadline:
-            raise LockTimeout(_pg_holder(conn, lock_timeout))
-        time.sleep(_LOCK_POLL_S)
-
-
-def _pg_holder(conn: Connection, lock_timeout: float) -> str:
-    holder = conn.execute(
-        text(
-            "SELECT a.pid, a.application_name, a.client_addr, a.xact_start "
-            "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.granted "
-            # Advisory locks are per database; pg_locks lists the whole server's.
-            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-            "AND l.classid = :hi AND l.objid = :lo AND l.objsubid = 1"
-        ),
-        {"hi": APPLY_LOCK_KEY >> 32, "lo": APPLY_LOCK_KEY & 0xFFFFFFFF},
-    ).first()
-    who = "another process"
-    if holder is not None:
-        name = holder.application_name or "a client"
-        who = f"{name} (server pid {holder.pid}, from {holder.client_addr or 'local socket'}, "
-        who += f"transaction started {holder.xact_start:%Y-%m-%d %H:%M:%S %Z})"
-    return f"the apply lock is held by {who}; gave up after {lock_timeout:g}s (--lock-timeout)"
-
-
-def _owner_file(engine: Engine) -> Path | None:
-    database = engine.url.database
-    return Path(f"{database}.apply-owner") if database and database != ":memory:" else None
-
-
-def describe_self() -> str:
-    return f"reconciler on {socket.gethostname()} pid {os.getpid()}"
-
-
-def _write_owner(owner: Path | None) -> None:
-    if owner is not None:
-        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        owner.write_text(f"{describe_self()} since {stamp}\n", encoding="utf-8")
-
-
-def _clear_owner(owner: Path | None) -> None:
-    if owner is not None:
-        owner.unlink(missing_ok=True)
-
-
-def _sqlite_holder(owner: Path | None, lock_timeout: float) -> str:
-    who = "another writer"
-    if owner is not None:
-        with suppress(OSError):
-            recorded = owner.read_text(encoding="utf-8").strip()
-            if recorded and not _owner_is_gone(recorded):
-                who = recorded
-    return f"the database is locked by {who}; gave up after {lock_timeout:g}s (--lock-timeout)"
-
-
-def _owner_is_gone(recorded: str) -> bool:
-    """A killed apply leaves its owner file behind; it names a process of this host that is gone."""
-    match = re.match(r"reconciler on (\S+) pid (\d+) ", recorded)
-    if match is None or match[1] != socket.gethostname():
-        return False
-    try:
-        os.kill(int(match[2]), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # alive, but another user's
-        return False
-    return False
-
-
 def write_plan(conn: Connection, plan: Plan, generation: int, now: datetime) -> None:
     """Write every action of `plan`: providers first, then routes, provider deletes last."""
     by_step: dict[tuple[Kind, Op], list[Action]] = {}
@@ -407,15 +277,3 @@ def record_revision(
 def list_revisions(conn: Connection, limit: int) -> list[dict[str, Any]]:
     query = select(revisions).order_by(revisions.c.generation.desc()).limit(limit)
     return [dict(row._mapping) for row in conn.execute(query)]
-
-
-def count_rows(conn: Connection) -> int:
-    total = 0
-    for table in (providers, routes):
-        total += conn.execute(select(func.count()).select_from(table)).scalar_one()
-    return total
-
-
-def is_lock_error(exc: DBAPIError) -> bool:
-    text_ = str(exc.orig).lower()
-    return "locked" in text_ or "busy" in text_
