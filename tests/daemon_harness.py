@@ -1,4 +1,9 @@
-"""Run `reconciler run` as a real process and talk to it over HTTP, as an operator would."""
+"""Run `reconciler run` as a real process and talk to it over HTTP, as an operator would.
+
+The `start_daemon` fixture gives `Daemons`: `start_daemon(db_url, config_dir, *args)` starts one on
+a config directory, `start_daemon.on_fake(db_url, *args)` does the usual set-up first (a fake
+provider, its config files) and waits for generation 1.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.builders import provider_file, routes_file
+from tests.fakeprovider import FakeModel, FakeServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,25 +122,39 @@ class Daemon:
             self.proc.wait()
             pytest.fail(f"the daemon did not exit within {timeout}s of {signum}:\n{self.log()}")
 
+    def stop_timed(self, signum: int) -> tuple[int, float]:
+        """`stop(signum)` allowing 15 s: the exit code and the seconds it took."""
+        started = time.monotonic()
+        code = self.stop(signum, timeout=15)
+        return code, time.monotonic() - started
 
-@pytest.fixture
-def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
-    """Start daemons (`start_daemon(db_url, config_dir, *extra_args)`); all killed afterwards."""
-    started: list[Daemon] = []
 
-    def start(
+class Daemons:
+    """What the `start_daemon` fixture gives: call it to start a daemon on a config directory, or
+    use `on_fake` for the usual set-up (a fake provider, its config files, generation 1)."""
+
+    def __init__(self, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+        self.tmp_path = tmp_path
+        self.request = request
+        self.started: list[Daemon] = []
+
+    def __call__(
+        self,
         db_url: str,
         config_dir: Path,
         *extra: str,
+        options: Sequence[str] = (),
         env: dict[str, str] | None = None,
         wait_healthy: bool = True,
     ) -> Daemon:
+        """`python -m reconciler OPTIONS --database-url .. --config .. run --http .. EXTRA`."""
         port = free_port()
-        log_path = tmp_path / f"daemon-{len(started)}-{port}.log"
+        log_path = self.tmp_path / f"daemon-{len(self.started)}-{port}.log"
         args = [
             sys.executable,
             "-m",
             "reconciler",
+            *options,
             "--database-url",
             db_url,
             "--config",
@@ -152,15 +174,64 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
                 env={**os.environ, **(env or {})},
             )
         daemon = Daemon(proc, port, log_path, args)
-        started.append(daemon)
+        self.started.append(daemon)
         if wait_healthy:
             daemon.wait_for(
                 lambda: daemon.get("/healthz").status_code == 200, 30, "/healthz to answer"
             )
         return daemon
 
-    yield start
-    for daemon in started:
-        if daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait()
+    def on_fake(
+        self,
+        db_url: str,
+        *extra: str,
+        provider: Mapping[str, Any] | None = None,
+        providers: Callable[[str], str] = provider_file,
+        routes: str | None = None,
+        options: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+    ) -> OnFake:
+        """Start fake provider `local` (`fake.add("local", **provider)`, by default serving
+        llama3.1:8b), write `providers(its url)` and `routes` (default `routes_file()`) as
+        providers.yaml and routes.yaml, start a daemon on them and, if `wait`, wait for generation
+        1. Uses the test's `fake` and `write_config` fixtures."""
+        fake: FakeServer = self.request.getfixturevalue("fake")
+        write_config: Callable[..., Path] = self.request.getfixturevalue("write_config")
+        if provider is None:
+            provider = {"models": [FakeModel("llama3.1:8b")]}
+        url = fake.add("local", **provider)
+        files = {
+            "providers.yaml": providers(url),
+            "routes.yaml": routes if routes is not None else routes_file(),
+        }
+        directory = write_config(files)
+        daemon = self(db_url, directory, *extra, options=options, env=env)
+        first = daemon.wait_generation(1) if wait else {}
+        return OnFake(daemon, directory, url, first)
+
+    def kill_all(self) -> None:
+        for daemon in self.started:
+            if daemon.proc.poll() is None:
+                daemon.proc.kill()
+                daemon.proc.wait()
+
+
+@dataclass
+class OnFake:
+    """A daemon started by `Daemons.on_fake`: its config directory, the fake provider's URL and
+    its status at generation 1 (empty when not waited for)."""
+
+    daemon: Daemon
+    directory: Path
+    provider_url: str
+    first: dict[str, Any]
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Daemons]:
+    """Start daemons (`start_daemon(db_url, config_dir, *extra_args)`, `start_daemon.on_fake(db_url,
+    *extra_args)`); all killed afterwards."""
+    daemons = Daemons(tmp_path, request)
+    yield daemons
+    daemons.kill_all()

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, event, inspect, select, text
 
+from reconciler.adapters.db.engine import make_engine
 from reconciler.adapters.db.tables import reconcile_state, revisions
 
 
@@ -47,6 +48,23 @@ def snapshot(engine: Engine) -> str:
             query = text(f'SELECT xmin::text AS x, t::text AS row FROM "{table}" t ORDER BY 2')
             lines += [f"{table} {r.x} {r.row}" for r in conn.execute(query)]
     return "\n".join(lines)
+
+
+def managed_state(db_url: str) -> dict[str, Any]:
+    """The managed content of the database at `db_url`: generation, providers and routes."""
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            generation = conn.execute(text("SELECT generation FROM reconcile_state")).scalar()
+            providers = conn.execute(text("SELECT name, type FROM llm_provider_configs")).all()
+            routes = conn.execute(text("SELECT task, provider, model FROM llm_task_routes")).all()
+    finally:
+        engine.dispose()
+    return {
+        "generation": generation,
+        "providers": sorted(tuple(r) for r in providers),
+        "routes": sorted(tuple(r) for r in routes),
+    }
 
 
 def generation(engine: Engine) -> int:

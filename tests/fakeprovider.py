@@ -6,6 +6,10 @@ misbehaves on request: slow answers, a one-byte-per-second trickle, a socket tha
 a 10 MB body, bodies that are not JSON, 401, 5xx, 503 `Loading model`, 529 `overloaded_error`.
 It runs its own event loop in a background thread, so synchronous tests and code that calls
 `asyncio.run` can both talk to it. Behaviour is read at request time: a test may change it.
+
+This module holds the server (`FakeServer`, `fake_server`, and `python -m tests.fakeprovider`);
+what each API answers is in tests/fake_apis.py, the chat handlers in tests/fake_chat.py, and all
+of it may be imported from here.
 """
 
 from __future__ import annotations
@@ -18,65 +22,60 @@ import re
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
-OLLAMA = "ollama"
-OPENAI = "openai"
-ANTHROPIC = "anthropic"
-ACME = "acme"  # tests/plugin_pkg's type: GET deployments/D/models, POST deployments/D/generate
-ANTHROPIC_VERSION = "2023-06-01"
-INFERENCE_PATHS = frozenset(
-    {"/api/chat", "/api/generate", "/api/embed", "/v1/chat/completions", "/v1/messages"}
+from tests.fake_apis import (
+    ACME,
+    ANTHROPIC,
+    ANTHROPIC_VERSION,
+    INFERENCE_PATHS,
+    OLLAMA,
+    OPENAI,
+    Behaviour,
+    ChatHandler,
+    FakeModel,
+    answer_acme,
+    answer_anthropic_models,
+    answer_ollama,
+    answer_openai,
+    anthropic_error,
+    auth_error,
+    authorized,
 )
+from tests.fake_chat import Calls, answering, failing, item_of, ollama_not_found, rate_limited_once
+
+# What tests import from here, wherever it is defined.
+__all__ = [
+    "ACME",
+    "ANTHROPIC",
+    "ANTHROPIC_VERSION",
+    "INFERENCE_PATHS",
+    "OLLAMA",
+    "OPENAI",
+    "Behaviour",
+    "Calls",
+    "ChatHandler",
+    "FakeModel",
+    "FakeServer",
+    "Request",
+    "answering",
+    "anthropic_error",
+    "failing",
+    "fake_server",
+    "item_of",
+    "ollama_not_found",
+    "rate_limited_once",
+    "serve",
+]
+
 _ACME_GENERATE = re.compile(r"/v1/deployments/[^/]+/generate")
 _REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 500: "Internal Server Error"}
 _REASONS |= {503: "Service Unavailable", 429: "Too Many Requests", 302: "Found"}
 _REASONS |= {400: "Bad Request", 529: "Overloaded"}
-
-
-ChatHandler = Callable[["Behaviour", str, Any], tuple[Any, ...]]
-
-
-@dataclass
-class FakeModel:
-    name: str
-    capabilities: tuple[str, ...] = ("completion",)
-    loaded: bool = False
-
-
-@dataclass
-class Behaviour:
-    """How one fake provider answers. Every field may be changed while the server runs."""
-
-    kind: str = OLLAMA
-    models: list[FakeModel] = field(default_factory=list)
-    version: str = "0.6.2"
-    # when set, requests need `Authorization: Bearer <key>` (Anthropic: `x-api-key: <key>`)
-    api_key: str | None = None
-    status: int | None = None  # answer every request with this status
-    loading: bool = False  # 503 `Loading model`, as llama.cpp answers while it loads
-    delay_s: float = 0.0  # wait before answering
-    chat_delay_s: float = 0.0  # wait before answering a model call only: probes stay fast
-    trickle: bool = False  # send the body one byte per second
-    hang: bool = False  # read the request, never answer
-    huge: bool = False  # a 10 MB body
-    not_json: bool = False  # a body that is not JSON
-    gzip: bool = False  # compress bodies, as servers behind a CDN or nginx do
-    report_capabilities: bool = True  # older Ollama servers do not report them
-    has_ps: bool = True
-    redirect_to: str | None = None
-    overloaded: bool = False  # Anthropic's 529 `overloaded_error`
-    page_size: int = 1000  # Anthropic's model list: at most this many models a page
-    # (status, raw body, headers) sent as they are for every request: hostile bytes, encodings
-    raw: tuple[int, bytes, dict[str, str]] | None = None
-    # (behaviour, path, request body) -> (status, body) or (status, body, extra headers);
-    # for inference endpoints
-    chat: ChatHandler | None = None
 
 
 @dataclass
@@ -184,8 +183,8 @@ class FakeServer:
             return 302, {"error": "moved"}, {"location": b.redirect_to}
         if b.status is not None:
             return b.status, {"error": f"fake status {b.status}"}, {}
-        if b.api_key is not None and not _authorized(b, headers):
-            return 401, _auth_error(b), {}
+        if b.api_key is not None and not authorized(b, headers):
+            return 401, auth_error(b), {}
         if b.kind == ANTHROPIC and headers.get("anthropic-version") != ANTHROPIC_VERSION:
             return 400, anthropic_error("invalid_request_error", "anthropic-version: required"), {}
         if b.overloaded:
@@ -199,12 +198,12 @@ class FakeServer:
             status, answer, *extra = b.chat(b, path, body)
             return status, answer, (extra[0] if extra else {})
         if b.kind == OLLAMA:
-            return (*_ollama(b, method, path, body), {})
+            return (*answer_ollama(b, method, path, body), {})
         if b.kind == ACME:
-            return (*_acme(b, path), {})
+            return (*answer_acme(b, path), {})
         if b.kind == ANTHROPIC:
-            return (*_anthropic_models(b, path, request.query), {})
-        return (*_openai(b, path), {})
+            return (*answer_anthropic_models(b, path, request.query), {})
+        return (*answer_openai(b, path), {})
 
     async def _send(
         self,
@@ -240,86 +239,6 @@ class FakeServer:
         await writer.drain()
 
 
-def _authorized(b: Behaviour, headers: dict[str, str]) -> bool:
-    if b.kind == ANTHROPIC:
-        return headers.get("x-api-key") == b.api_key
-    return headers.get("authorization") == f"Bearer {b.api_key}"
-
-
-def anthropic_error(kind: str, message: str) -> dict[str, Any]:
-    """Anthropic's error document: `{"type": "error", "error": {"type": ..., "message": ...}}`."""
-    return {"type": "error", "error": {"type": kind, "message": message}}
-
-
-def _anthropic_models(b: Behaviour, path: str, query: dict[str, str]) -> tuple[int, Any]:
-    """`GET /v1/models` a page at a time (`limit`, `after_id`), and `GET /v1/models/{id}`."""
-    listed = [{"type": "model", "id": m.name, "display_name": m.name} for m in b.models]
-    if not path.startswith("/v1/models"):
-        return 404, anthropic_error("not_found_error", f"no such path: {path}")
-    if path != "/v1/models":
-        wanted = unquote(path.removeprefix("/v1/models/"))
-        found = [entry for entry in listed if entry["id"] == wanted]
-        if found:
-            return 200, found[0]
-        return 404, anthropic_error("not_found_error", f"model: {wanted}")
-    ids = [entry["id"] for entry in listed]
-    start = ids.index(query["after_id"]) + 1 if query.get("after_id") in ids else 0
-    size = min(int(query.get("limit", "20")), b.page_size)
-    page = listed[start : start + size]
-    return 200, {
-        "data": page,
-        "has_more": start + size < len(listed),
-        "first_id": page[0]["id"] if page else None,
-        "last_id": page[-1]["id"] if page else None,
-    }
-
-
-def _acme(b: Behaviour, path: str) -> tuple[int, Any]:
-    if re.fullmatch(r"/v1/deployments/[^/]+/models", path):
-        return 200, {"models": [m.name for m in b.models]}
-    return 404, {"error": {"code": "not_found", "message": f"no such path: {path}"}}
-
-
-def _auth_error(b: Behaviour) -> Any:
-    if b.kind == OLLAMA:
-        return {"error": "unauthorized"}
-    if b.kind == ANTHROPIC:
-        return anthropic_error("authentication_error", "invalid x-api-key")
-    return {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}
-
-
-def _ollama(b: Behaviour, method: str, path: str, body: Any) -> tuple[int, Any]:
-    if path == "/api/version":
-        return 200, {"version": b.version}
-    if path == "/api/tags":
-        return 200, {"models": [_tag(m) for m in b.models]}
-    if path == "/api/ps" and b.has_ps:
-        return 200, {"models": [_tag(m) for m in b.models if m.loaded]}
-    if path == "/api/show" and method == "POST":
-        wanted = (body or {}).get("model", "")
-        for model in b.models:
-            if model.name == wanted:
-                shown: dict[str, Any] = {"details": {"family": "llama"}, "model_info": {}}
-                if b.report_capabilities:
-                    shown["capabilities"] = list(model.capabilities)
-                return 200, shown
-        return 404, {"error": f"model '{wanted}' not found"}
-    return 404, {"error": "404 page not found"}
-
-
-def _tag(model: FakeModel) -> dict[str, Any]:
-    return {"name": model.name, "model": model.name, "size": 4_920_753_328, "digest": "0" * 64}
-
-
-def _openai(b: Behaviour, path: str) -> tuple[int, Any]:
-    if path == "/v1/models":
-        data = [{"id": m.name, "object": "model", "owned_by": "fake"} for m in b.models]
-        return 200, {"object": "list", "data": data}
-    if path == "/health":
-        return 200, {"status": "ok"}
-    return 404, {"error": {"message": f"Unknown request URL: {path}", "type": "not_found"}}
-
-
 @contextmanager
 def fake_server() -> Iterator[FakeServer]:
     server = FakeServer()
@@ -327,118 +246,6 @@ def fake_server() -> Iterator[FakeServer]:
         yield server
     finally:
         server.close()
-
-
-def answering(
-    score: float = 0.8, rationale: str = "clear and accurate", content: str | None = None
-) -> Callable[[Behaviour, str, Any], tuple[int, Any]]:
-    """A chat handler answering every request with a score, in the provider's own shape."""
-
-    def chat(b: Behaviour, path: str, body: Any) -> tuple[int, Any]:
-        model = (body or {}).get("model", "")
-        if model not in {m.name for m in b.models}:
-            if b.kind == OLLAMA:
-                return 404, ollama_not_found(model)
-            if b.kind == ANTHROPIC:
-                return 404, anthropic_error("not_found_error", f"model: {model}")
-            error = {"message": f"The model `{model}` does not exist", "type": "invalid_request"}
-            return 404, {"error": error}
-        text = (
-            content if content is not None else json.dumps({"score": score, "rationale": rationale})
-        )
-        if b.kind == ANTHROPIC:
-            return 200, _anthropic_message(model, text)
-        if b.kind == ACME:
-            return 200, {"output": text, "usage": {"in": 42, "out": 9}}
-        if b.kind == OLLAMA:
-            message = {"role": "assistant", "content": text}
-            return 200, {
-                "model": model,
-                "message": message,
-                "done": True,
-                "prompt_eval_count": 42,
-                "eval_count": 9,
-            }
-        choice = {
-            "index": 0,
-            "message": {"role": "assistant", "content": text},
-            "finish_reason": "stop",
-        }
-        usage = {"prompt_tokens": 42, "completion_tokens": 9, "total_tokens": 51}
-        return 200, {
-            "object": "chat.completion",
-            "model": model,
-            "choices": [choice],
-            "usage": usage,
-        }
-
-    return chat
-
-
-def _anthropic_message(model: str, text: str) -> dict[str, Any]:
-    """A Messages API answer: the `answer` tool's input when `text` is a JSON object, else text."""
-    try:
-        given = json.loads(text)
-    except ValueError:
-        given = None
-    block: dict[str, Any] = {"type": "text", "text": text}
-    if isinstance(given, dict):
-        block = {"type": "tool_use", "id": "toolu_01", "name": "answer", "input": given}
-    return {
-        "id": "msg_01",
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [block],
-        "stop_reason": "tool_use" if block["type"] == "tool_use" else "end_turn",
-        "usage": {"input_tokens": 42, "output_tokens": 9},
-    }
-
-
-def ollama_not_found(model: str) -> dict[str, str]:
-    """Ollama's answer to a chat with a model it has not pulled."""
-    return {"error": f"model '{model}' not found, try pulling it first"}
-
-
-def item_of(body: Any) -> str:
-    """The item a chat request is about: the content of its last message."""
-    messages = (body or {}).get("messages") or [{}]
-    return str(messages[-1].get("content", ""))
-
-
-def failing(status: int, error: Any = None, headers: dict[str, str] | None = None) -> ChatHandler:
-    """A chat handler answering every request with `status` (and `headers`)."""
-
-    def chat(b: Behaviour, path: str, body: Any) -> tuple[int, Any, dict[str, str]]:
-        return status, error or {"error": f"fake status {status}"}, dict(headers or {})
-
-    return chat
-
-
-def rate_limited_once(retry_after: str, then: ChatHandler) -> ChatHandler:
-    """429 with `Retry-After` on the first request about each item; `then` answers the rest."""
-    seen: set[str] = set()
-
-    def chat(b: Behaviour, path: str, body: Any) -> tuple[Any, ...]:
-        item = item_of(body)
-        if item not in seen:
-            seen.add(item)
-            return 429, {"error": "rate limited"}, {"retry-after": retry_after}
-        return then(b, path, body)
-
-    return chat
-
-
-class Calls:
-    """A chat handler that counts the requests about each item, then lets `then` answer."""
-
-    def __init__(self, then: ChatHandler) -> None:
-        self.then = then
-        self.per_item: Counter[str] = Counter()
-
-    def __call__(self, b: Behaviour, path: str, body: Any) -> tuple[Any, ...]:
-        self.per_item[item_of(body)] += 1
-        return self.then(b, path, body)
 
 
 def serve(argv: list[str]) -> None:

@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
-from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from tests.builders import provider_file, routes_file
-from tests.daemon_harness import Daemon
-from tests.fakeprovider import FakeModel, FakeServer
+from tests.builders import routes_file
+from tests.daemon_harness import Daemons
+from tests.fakeprovider import FakeModel
 
 
 def test_an_edit_is_applied_and_shown_then_sigterm_exits_0(
-    start_daemon: Callable[..., Daemon],
-    write_config: Callable[..., Path],
-    fake: FakeServer,
+    start_daemon: Daemons,
     db_url: str,
 ) -> None:
-    url = fake.add("local", models=[FakeModel("llama3.1:8b"), FakeModel("qwen2.5:7b")])
-    directory = write_config({"providers.yaml": provider_file(url), "routes.yaml": routes_file()})
-    daemon = start_daemon(db_url, directory, "--probe-interval", "1")
-    first = daemon.wait_generation(1)
+    models = [FakeModel("llama3.1:8b"), FakeModel("qwen2.5:7b")]
+    scene = start_daemon.on_fake(db_url, "--probe-interval", "1", provider={"models": models})
+    daemon, directory, first = scene.daemon, scene.directory, scene.first
     assert first["leader"] is True
     assert first["error"] is None
     (directory / "routes.yaml").write_text(routes_file("qwen2.5:7b"), encoding="utf-8")
@@ -46,15 +41,11 @@ def test_an_edit_is_applied_and_shown_then_sigterm_exits_0(
 
 
 def test_an_invalid_edit_keeps_the_last_good_config_and_is_logged_once(
-    start_daemon: Callable[..., Daemon],
-    write_config: Callable[..., Path],
-    fake: FakeServer,
+    start_daemon: Daemons,
     db_url: str,
 ) -> None:
-    url = fake.add("local", models=[FakeModel("llama3.1:8b")])
-    directory = write_config({"providers.yaml": provider_file(url), "routes.yaml": routes_file()})
-    daemon = start_daemon(db_url, directory, "--resync", "1")
-    daemon.wait_generation(1)
+    scene = start_daemon.on_fake(db_url, "--resync", "1")
+    daemon, directory = scene.daemon, scene.directory
     (directory / "routes.yaml").write_text(routes_file(extra="  bad:\n    modle: x\n"), "utf-8")
     daemon.wait_for(lambda: daemon.status()["error"] is not None, what="the error to show")
     error = daemon.status()["error"]
@@ -78,15 +69,11 @@ def test_an_invalid_edit_keeps_the_last_good_config_and_is_logged_once(
 
 
 def test_a_dangling_symlink_is_reported_and_the_daemon_keeps_running(
-    start_daemon: Callable[..., Daemon],
-    write_config: Callable[..., Path],
-    fake: FakeServer,
+    start_daemon: Daemons,
     sqlite_url: str,
 ) -> None:
-    url = fake.add("local", models=[FakeModel("llama3.1:8b")])
-    directory = write_config({"providers.yaml": provider_file(url), "routes.yaml": routes_file()})
-    daemon = start_daemon(sqlite_url, directory)
-    daemon.wait_generation(1)
+    scene = start_daemon.on_fake(sqlite_url)
+    daemon, directory = scene.daemon, scene.directory
     (directory / "zz.yaml").symlink_to(directory / "nowhere.yaml")
     daemon.wait_for(lambda: daemon.status()["error"] is not None, what="the error to show")
     error = daemon.status()["error"]
@@ -100,15 +87,11 @@ def test_a_dangling_symlink_is_reported_and_the_daemon_keeps_running(
 
 
 def test_with_drift_report_an_edit_elsewhere_does_not_undo_a_change_made_by_hand(
-    start_daemon: Callable[..., Daemon],
-    write_config: Callable[..., Path],
-    fake: FakeServer,
+    start_daemon: Daemons,
     sqlite_url: str,
 ) -> None:
-    url = fake.add("local", models=[FakeModel("llama3.1:8b")])
-    directory = write_config({"providers.yaml": provider_file(url), "routes.yaml": routes_file()})
-    daemon = start_daemon(sqlite_url, directory, "--drift=report")
-    daemon.wait_generation(1)
+    scene = start_daemon.on_fake(sqlite_url, "--drift=report")
+    daemon, directory = scene.daemon, scene.directory
     engine = create_engine(sqlite_url)
     try:
         with engine.begin() as conn:
@@ -129,15 +112,11 @@ def test_with_drift_report_an_edit_elsewhere_does_not_undo_a_change_made_by_hand
 
 
 def test_a_mass_delete_is_refused_naming_the_command_that_allows_it(
-    start_daemon: Callable[..., Daemon],
-    write_config: Callable[..., Path],
-    fake: FakeServer,
+    start_daemon: Daemons,
     sqlite_url: str,
 ) -> None:
-    url = fake.add("local", models=[FakeModel("llama3.1:8b")])
-    directory = write_config({"providers.yaml": provider_file(url), "routes.yaml": routes_file()})
-    daemon = start_daemon(sqlite_url, directory)
-    daemon.wait_generation(1)
+    scene = start_daemon.on_fake(sqlite_url)
+    daemon, directory = scene.daemon, scene.directory
     (directory / "routes.yaml").unlink()  # 2 of the 3 managed rows would go
     daemon.wait_for(
         lambda: (daemon.status()["error"] or {}).get("kind") == "refused", 30, "the refusal"

@@ -1,10 +1,10 @@
 """The editor matrix: however a file is saved, the daemon applies only final contents.
 
 Each test runs `reconciler run` as a real process on real files and records what the database
-went through: a sampler thread reads the routes table every ~10 ms, and every applied revision's
-plan is read back from `reconcile_revisions`. Every state the database was ever seen in must be a
-complete version of the files, and no delete may happen unless the final files say so (and then
-only once the files have settled for DELETE_SETTLE_S).
+went through (tests/route_recorder.py): a sampler thread reads the routes table every ~10 ms, and
+every applied revision's plan is read back from `reconcile_revisions`. Every state the database was
+ever seen in must be a complete version of the files, and no delete may happen unless the final
+files say so (and then only once the files have settled for DELETE_SETTLE_S).
 """
 
 from __future__ import annotations
@@ -12,181 +12,27 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
-from sqlalchemy.exc import DBAPIError
 
-from reconciler.adapters.db.engine import make_engine
-from reconciler.adapters.db.tables import revisions, routes
 from reconciler.daemon.worker import DELETE_SETTLE_S
-from tests.builders import provider_file
-from tests.daemon_harness import Daemon
+from tests.builders import TWENTY_TASKS, provider_file, task_routes
+from tests.daemon_harness import Daemons
 from tests.fakeprovider import FakeServer
 from tests.gitrepo import git
-
-TASKS = tuple(f"task-{i:02d}" for i in range(20))  # a truncated file visibly loses routes
-State = frozenset[tuple[str, str]]
-
-
-def routes_yaml(model: str, tasks: tuple[str, ...] = TASKS) -> str:
-    lines = ["# yaml-language-server: $schema=../reconciler.schema.json", "version: 1", "routes:"]
-    for task in tasks:
-        lines += [
-            f"  {task}:",
-            "    provider: local",
-            f"    model: {model}",
-            "    params: {temperature: 0, num_ctx: 8192}",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def version(model: str, tasks: tuple[str, ...] = TASKS) -> State:
-    """The routes table as it is once `routes_yaml(model, tasks)` is applied."""
-    return frozenset((task, model) for task in tasks)
-
-
-# --- recording what the database went through ----------------------------------------------
-
-
-class Sampler:
-    """Reads the routes table every ~10 ms in a thread; keeps each distinct state and its time."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.states: list[tuple[float, State]] = []  # (monotonic time first seen, state)
-        self.reads = 0
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="routes sampler", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self.states and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert self.states, f"the sampler never read the routes table: {self.errors}"
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        query = select(routes.c.task, routes.c.model)
-        while not self._stop.is_set():
-            try:
-                with self.engine.connect() as conn:
-                    rows = conn.execute(query).all()
-            except DBAPIError as exc:  # kept, and asserted empty by the tests
-                self.errors.append(str(exc.orig).strip()[:200])
-            else:
-                state = frozenset((row.task, row.model) for row in rows)
-                if not self.states or self.states[-1][1] != state:
-                    self.states.append((time.monotonic(), state))
-                self.reads += 1
-            self._stop.wait(0.01)
-
-    @property
-    def current(self) -> State:
-        return self.states[-1][1]
-
-    def seen(self) -> list[State]:
-        return [state for _, state in self.states]
-
-    def first_seen(self, state: State) -> float:
-        return next(at for at, seen in self.states if seen == state)
-
-
-@dataclass
-class Revision:
-    generation: int
-    ops: Counter[str]
-    deleted: list[str]
-
-
-@dataclass
-class Recorded:
-    """A running daemon, its config directory and what its database went through."""
-
-    daemon: Daemon
-    directory: Path
-    sampler: Sampler
-    engine: Engine
-    start_generation: int
-
-    def revisions(self) -> list[Revision]:
-        """The revisions applied since the daemon's first apply, oldest first."""
-        query = (
-            select(revisions.c.generation, revisions.c.plan)
-            .where(revisions.c.generation > self.start_generation)
-            .order_by(revisions.c.generation)
-        )
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        out = []
-        for row in rows:
-            actions = row.plan["actions"]
-            out.append(
-                Revision(
-                    row.generation,
-                    Counter(a["op"] for a in actions),
-                    [a["key"] for a in actions if a["op"] == "delete"],
-                )
-            )
-        return out
-
-    def wait_state(self, state: State, timeout: float = 10, what: str = "the new routes") -> None:
-        self.daemon.wait_for(lambda: self.sampler.current == state, timeout, what)
-
-    def check(self, allowed: list[State], final: State) -> None:
-        """Only complete versions were ever seen, in order; it ends in `final`; all is well."""
-        self.sampler.close()
-        seen = self.sampler.seen()
-        assert not self.sampler.errors, self.sampler.errors
-        assert self.sampler.reads > 20
-        assert seen[-1] == final
-        unknown = [sorted(s) for s in seen if s not in allowed]
-        assert not unknown, f"the database held a state that no file version has: {unknown}"
-        order = [allowed.index(s) for s in seen]
-        assert order == sorted(order), f"states went back and forth: {order}"
-        status = self.daemon.status()
-        assert status["error"] is None
-        assert self.daemon.get("/healthz").status_code == 200
-        assert self.daemon.stop(signal.SIGTERM) == 0
-        log = self.daemon.log()
-        assert "Traceback" not in log
-        assert "nothing was applied" not in log, log
+from tests.route_recorder import Recorder, version
 
 
 @pytest.fixture
-def record(
-    start_daemon: Callable[..., Daemon], fake: FakeServer
-) -> Iterator[Callable[..., Recorded]]:
-    """`record(db_url, directory, *daemon_args)`: start the daemon, wait for its first apply,
-    then sample the routes table until the test ends."""
-    opened: list[Recorded] = []
-
-    def start(db_url: str, directory: Path, *extra: str) -> Recorded:
-        daemon = start_daemon(db_url, directory, *extra)
-        first = daemon.wait_generation(1)
-        engine = make_engine(db_url)
-        sampler = Sampler(engine)
-        recorded = Recorded(daemon, directory, sampler, engine, first["generation"])
-        opened.append(recorded)
-        sampler.start()
-        return recorded
-
-    yield start
-    for recorded in opened:
-        recorded.sampler.close()
-        recorded.engine.dispose()
+def record(start_daemon: Daemons) -> Iterator[Recorder]:
+    """`record(db_url, *daemon_args)`: see `Recorder`; sampling stops when the test ends."""
+    recorder = Recorder(start_daemon)
+    yield recorder
+    recorder.close()
 
 
 @pytest.fixture
@@ -221,20 +67,16 @@ RUNS_APPLIED = 'reconciler_reconcile_runs_total{result="applied"}'
 
 
 def test_a_temp_file_renamed_over_the_config_is_applied_once_and_its_draft_never(
-    record: Callable[..., Recorded],
-    write_config: Callable[..., Path],
-    provider_url: str,
+    record: Recorder,
     db_url: str,
 ) -> None:
-    directory = write_config(
-        {"providers.yaml": provider_file(provider_url), "routes.yaml": routes_yaml("m-a")}
-    )
-    scene = record(db_url, directory)
+    scene = record(db_url)
+    directory = scene.directory
     # Python's and editors' `routes.yaml.tmp`, then `.routes.yaml.XXXXXX` as mkstemp names it.
     # Each draft is written slowly, so the daemon reads the directory while it is half-written.
-    replace_atomically(directory, "routes.yaml", "routes.yaml.tmp", routes_yaml("m-b"))
+    replace_atomically(directory, "routes.yaml", "routes.yaml.tmp", task_routes("m-b"))
     scene.wait_state(version("m-b"))
-    replace_atomically(directory, "routes.yaml", ".routes.yaml.Xk3f9a", routes_yaml("m-c"))
+    replace_atomically(directory, "routes.yaml", ".routes.yaml.Xk3f9a", task_routes("m-c"))
     scene.wait_state(version("m-c"))
     time.sleep(0.2)
     assert [r.ops for r in scene.revisions()] == [Counter(update=20), Counter(update=20)]
@@ -243,17 +85,17 @@ def test_a_temp_file_renamed_over_the_config_is_applied_once_and_its_draft_never
 
 
 def test_a_vim_save_with_backup_probe_and_swap_file_applies_only_the_new_content(
-    record: Callable[..., Recorded],
+    record: Recorder,
     write_config: Callable[..., Path],
     provider_url: str,
     db_url: str,
 ) -> None:
     directory = write_config(
-        {"providers.yaml": provider_file(provider_url), "routes.yaml": routes_yaml("m-a")}
+        {"providers.yaml": provider_file(provider_url), "routes.yaml": task_routes("m-a")}
     )
     swap = directory / ".routes.yaml.swp"
     swap.write_bytes(b"b0VIM 9.0\0" + b"\0" * 4086)
-    scene = record(db_url, directory)
+    scene = record(db_url, directory=directory)
     routes_file = directory / "routes.yaml"
     routes_file.rename(directory / "routes.yaml~")
     probe = directory / "4913"
@@ -262,7 +104,7 @@ def test_a_vim_save_with_backup_probe_and_swap_file_applies_only_the_new_content
     # Far longer than vim takes, as on a slow disk: the daemon sees no routes.yaml at all, a
     # valid config that deletes every route. It must wait, not delete (nor refuse).
     time.sleep(0.3)
-    routes_file.write_text(routes_yaml("m-b"), encoding="utf-8")
+    routes_file.write_text(task_routes("m-b"), encoding="utf-8")
     swap.write_bytes(b"b0VIM 9.0\1" + b"\0" * 4086)
     (directory / "routes.yaml~").unlink()
     scene.wait_state(version("m-b"))
@@ -274,16 +116,12 @@ def test_a_vim_save_with_backup_probe_and_swap_file_applies_only_the_new_content
 
 
 def test_a_truncate_then_slow_write_applies_only_the_complete_file(
-    record: Callable[..., Recorded],
-    write_config: Callable[..., Path],
-    provider_url: str,
+    record: Recorder,
     db_url: str,
 ) -> None:
-    directory = write_config(
-        {"providers.yaml": provider_file(provider_url), "routes.yaml": routes_yaml("m-a")}
-    )
-    scene = record(db_url, directory)
-    write_slowly(directory / "routes.yaml", routes_yaml("m-b"), chunks=5, pause=0.02)
+    scene = record(db_url)
+    directory = scene.directory
+    write_slowly(directory / "routes.yaml", task_routes("m-b"), chunks=5, pause=0.02)
     scene.wait_state(version("m-b"))
     time.sleep(DELETE_SETTLE_S + 0.2)
     assert [r.ops for r in scene.revisions()] == [Counter(update=20)]
@@ -292,18 +130,14 @@ def test_a_truncate_then_slow_write_applies_only_the_complete_file(
 
 
 def test_three_atomic_replaces_in_a_row_apply_only_the_last(
-    record: Callable[..., Recorded],
-    write_config: Callable[..., Path],
-    provider_url: str,
+    record: Recorder,
     db_url: str,
 ) -> None:
-    directory = write_config(
-        {"providers.yaml": provider_file(provider_url), "routes.yaml": routes_yaml("m-a")}
-    )
-    scene = record(db_url, directory)
+    scene = record(db_url)
+    directory = scene.directory
     for model in ("m-b", "m-c", "m-d"):
         temp = directory / ".routes.yaml.new"
-        temp.write_text(routes_yaml(model), encoding="utf-8")
+        temp.write_text(task_routes(model), encoding="utf-8")
         temp.replace(directory / "routes.yaml")
         time.sleep(0.03)
     scene.wait_state(version("m-d"))
@@ -313,36 +147,36 @@ def test_three_atomic_replaces_in_a_row_apply_only_the_last(
 
 
 def test_a_git_checkout_of_another_branch_applies_it_and_deletes_once_after_settling(
-    record: Callable[..., Recorded],
+    record: Recorder,
     write_config: Callable[..., Path],
     provider_url: str,
     db_url: str,
 ) -> None:
     directory = write_config(
-        {"providers.yaml": provider_file(provider_url), "routes.yaml": routes_yaml("m-a")}
+        {"providers.yaml": provider_file(provider_url), "routes.yaml": task_routes("m-a")}
     )
     git(directory, "init", "-q", "-b", "main")
     git(directory, "add", "-A")
     git(directory, "commit", "-q", "-m", "main")
     git(directory, "checkout", "-q", "-b", "other")
-    (directory / "routes.yaml").write_text(routes_yaml("m-b", TASKS[:-1]), encoding="utf-8")
+    (directory / "routes.yaml").write_text(task_routes("m-b", TWENTY_TASKS[:-1]), encoding="utf-8")
     git(directory, "commit", "-q", "-am", "other: new model, one route fewer")
     git(directory, "checkout", "-q", "main")
-    scene = record(db_url, directory)
+    scene = record(db_url, directory=directory)
     before = time.monotonic()
     git(directory, "checkout", "-q", "other")
-    final = version("m-b", TASKS[:-1])
+    final = version("m-b", TWENTY_TASKS[:-1])
     scene.wait_state(final, timeout=DELETE_SETTLE_S + 5)
     assert scene.sampler.first_seen(final) - before >= DELETE_SETTLE_S
     time.sleep(0.3)
     assert [(r.ops, r.deleted) for r in scene.revisions()] == [
-        (Counter(update=19, delete=1), [TASKS[-1]])
+        (Counter(update=19, delete=1), [TWENTY_TASKS[-1]])
     ]
     scene.check([version("m-a"), final], final)
 
 
 def test_a_configmap_data_symlink_swap_applies_the_new_content(
-    record: Callable[..., Recorded],
+    record: Recorder,
     tmp_path: Path,
     provider_url: str,
     db_url: str,
@@ -351,15 +185,15 @@ def test_a_configmap_data_symlink_swap_applies_the_new_content(
     old = directory / "..2026_11_30_a"
     old.mkdir(parents=True)
     (old / "providers.yaml").write_text(provider_file(provider_url), encoding="utf-8")
-    (old / "routes.yaml").write_text(routes_yaml("m-a"), encoding="utf-8")
+    (old / "routes.yaml").write_text(task_routes("m-a"), encoding="utf-8")
     (directory / "..data").symlink_to(old.name)
     for name in ("providers.yaml", "routes.yaml"):
         (directory / name).symlink_to(f"..data/{name}")
-    scene = record(db_url, directory)
+    scene = record(db_url, directory=directory)
     new = directory / "..2026_11_30_b"
     new.mkdir()
     (new / "providers.yaml").write_text(provider_file(provider_url), encoding="utf-8")
-    (new / "routes.yaml").write_text(routes_yaml("m-b"), encoding="utf-8")
+    (new / "routes.yaml").write_text(task_routes("m-b"), encoding="utf-8")
     (directory / "..data_tmp").symlink_to(new.name)
     (directory / "..data_tmp").rename(directory / "..data")  # atomic, as kubelet does
     shutil.rmtree(old)
@@ -370,14 +204,14 @@ def test_a_configmap_data_symlink_swap_applies_the_new_content(
 
 
 def test_a_deleted_directory_is_source_missing_deletes_nothing_and_comes_back(
-    record: Callable[..., Recorded],
+    record: Recorder,
     write_config: Callable[..., Path],
     provider_url: str,
     db_url: str,
 ) -> None:
-    files = {"providers.yaml": provider_file(provider_url), "routes.yaml": routes_yaml("m-a")}
+    files = {"providers.yaml": provider_file(provider_url), "routes.yaml": task_routes("m-a")}
     directory = write_config(files)
-    scene = record(db_url, directory)  # no short --resync: the watcher alone must notice
+    scene = record(db_url, directory=directory)  # no short --resync: the watcher alone must notice
     daemon = scene.daemon
     shutil.rmtree(directory)
     daemon.wait_for(
@@ -392,7 +226,7 @@ def test_a_deleted_directory_is_source_missing_deletes_nothing_and_comes_back(
     directory.mkdir()
     time.sleep(1.2)  # an empty directory: still source_missing, and watched again
     (directory / "providers.yaml").write_text(files["providers.yaml"], encoding="utf-8")
-    (directory / "routes.yaml").write_text(routes_yaml("m-b"), encoding="utf-8")
+    (directory / "routes.yaml").write_text(task_routes("m-b"), encoding="utf-8")
     scene.wait_state(version("m-b"))
     daemon.wait_for(lambda: daemon.status()["error"] is None, what="the error to clear")
     # A deploy script's `rm -rf config && cp -r new config`: a new directory at once, then an
@@ -400,12 +234,12 @@ def test_a_deleted_directory_is_source_missing_deletes_nothing_and_comes_back(
     staging = directory.with_name("staging")
     staging.mkdir()
     (staging / "providers.yaml").write_text(files["providers.yaml"], encoding="utf-8")
-    (staging / "routes.yaml").write_text(routes_yaml("m-c"), encoding="utf-8")
+    (staging / "routes.yaml").write_text(task_routes("m-c"), encoding="utf-8")
     shutil.rmtree(directory)
     shutil.copytree(staging, directory)
     scene.wait_state(version("m-c"))
     time.sleep(0.3)
-    (directory / "routes.yaml").write_text(routes_yaml("m-d"), encoding="utf-8")
+    (directory / "routes.yaml").write_text(task_routes("m-d"), encoding="utf-8")
     scene.wait_state(version("m-d"), what="the edit in the new directory")
     assert [r.ops for r in scene.revisions()] == [Counter(update=20)] * 3
     scene.check([version(m) for m in ("m-a", "m-b", "m-c", "m-d")], version("m-d"))
@@ -413,17 +247,13 @@ def test_a_deleted_directory_is_source_missing_deletes_nothing_and_comes_back(
 
 # Only concerns the files and the log: an invalid file never reaches the database, so SQLite.
 def test_an_invalid_file_kept_over_many_resyncs_is_logged_once(
-    record: Callable[..., Recorded],
-    write_config: Callable[..., Path],
-    provider_url: str,
+    record: Recorder,
     sqlite_url: str,
 ) -> None:
-    directory = write_config(
-        {"providers.yaml": provider_file(provider_url), "routes.yaml": routes_yaml("m-a")}
-    )
-    scene = record(sqlite_url, directory, "--resync", "1")
+    scene = record(sqlite_url, "--resync", "1")
+    directory = scene.directory
     daemon = scene.daemon
-    text = routes_yaml("m-b")
+    text = task_routes("m-b")
     (directory / "routes.yaml").write_text(text[: text.index("num_ctx", 500)], encoding="utf-8")
     daemon.wait_for(lambda: daemon.metric(RUNS_INVALID) >= 2, what="the error and a resync")
     lines = len(daemon.log().splitlines())
@@ -432,25 +262,21 @@ def test_an_invalid_file_kept_over_many_resyncs_is_logged_once(
     assert len(log.splitlines()) == lines, log
     assert log.count("problem(s) in the config files") == 1
     assert daemon.status()["error"]["kind"] == "invalid"
-    (directory / "routes.yaml").write_text(routes_yaml("m-a"), encoding="utf-8")
+    (directory / "routes.yaml").write_text(task_routes("m-a"), encoding="utf-8")
     daemon.wait_for(lambda: daemon.status()["error"] is None, what="the error to clear")
     assert scene.revisions() == []
     scene.check([version("m-a")], version("m-a"))
 
 
 def test_fifty_writes_in_ten_seconds_end_in_the_last_with_a_bounded_number_of_applies(
-    record: Callable[..., Recorded],
-    write_config: Callable[..., Path],
-    provider_url: str,
+    record: Recorder,
     db_url: str,
 ) -> None:
-    directory = write_config(
-        {"providers.yaml": provider_file(provider_url), "routes.yaml": routes_yaml("m-00")}
-    )
-    scene = record(db_url, directory)
+    scene = record(db_url, model="m-00")
+    directory = scene.directory
     models = [f"m-{i:02d}" for i in range(1, 51)]
     for model in models:
-        (directory / "routes.yaml").write_text(routes_yaml(model), encoding="utf-8")
+        (directory / "routes.yaml").write_text(task_routes(model), encoding="utf-8")
         time.sleep(0.2)
     scene.wait_state(version(models[-1]))
     time.sleep(0.3)
@@ -462,23 +288,19 @@ def test_fifty_writes_in_ten_seconds_end_in_the_last_with_a_bounded_number_of_ap
 
 
 def test_half_the_routes_removed_in_one_edit_are_deleted_after_the_settle_time(
-    record: Callable[..., Recorded],
-    write_config: Callable[..., Path],
-    provider_url: str,
+    record: Recorder,
     db_url: str,
 ) -> None:
-    directory = write_config(
-        {"providers.yaml": provider_file(provider_url), "routes.yaml": routes_yaml("m-a")}
-    )
-    scene = record(db_url, directory)
-    half = version("m-a", TASKS[:10])
+    scene = record(db_url)
+    directory = scene.directory
+    half = version("m-a", TWENTY_TASKS[:10])
     before = time.monotonic()
-    (directory / "routes.yaml").write_text(routes_yaml("m-a", TASKS[:10]), encoding="utf-8")
+    (directory / "routes.yaml").write_text(task_routes("m-a", TWENTY_TASKS[:10]), encoding="utf-8")
     scene.wait_state(half, timeout=5, what="the deletions")
     waited = scene.sampler.first_seen(half) - before
     assert DELETE_SETTLE_S <= waited <= 3.0, waited
     assert [(r.ops, r.deleted) for r in scene.revisions()] == [
-        (Counter(delete=10), list(TASKS[10:]))
+        (Counter(delete=10), list(TWENTY_TASKS[10:]))
     ]
     assert re.search(r"10 deletion\(s\) wait \d\.\ds", scene.daemon.log())
     scene.check([version("m-a"), half], half)

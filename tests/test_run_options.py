@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, text
 from reconciler.core.config import ConfigLoader
 from tests.builders import provider_file, routes_file
 from tests.conftest import Result, run_reconciler
-from tests.daemon_harness import Daemon
+from tests.daemon_harness import Daemons
 from tests.fakeprovider import FakeModel, FakeServer, answering
 
 
@@ -38,16 +38,9 @@ def test_run_once_with_http_off_reconciles_and_exits(
     assert count(sqlite_url, "SELECT count(*) FROM task_readiness") == 2
 
 
-def test_run_with_poll_applies_an_edit(
-    start_daemon: Callable[..., Daemon],
-    write_config: Callable[..., Path],
-    fake: FakeServer,
-    sqlite_url: str,
-) -> None:
-    url = fake.add("local", models=[FakeModel("llama3.1:8b")])
-    directory = write_config({"providers.yaml": provider_file(url), "routes.yaml": routes_file()})
-    daemon = start_daemon(sqlite_url, directory, "--poll")
-    daemon.wait_generation(1)
+def test_run_with_poll_applies_an_edit(start_daemon: Daemons, sqlite_url: str) -> None:
+    scene = start_daemon.on_fake(sqlite_url, "--poll")
+    daemon, directory = scene.daemon, scene.directory
     (directory / "routes.yaml").write_text(routes_file("qwen2.5:7b"), encoding="utf-8")
     changes = daemon.wait_generation(2)["last_apply"]["changes"]
     assert [c.split(" (", 1)[0] for c in changes] == ["~ route extraction", "~ route scoring"]
@@ -55,17 +48,15 @@ def test_run_with_poll_applies_an_edit(
 
 
 def test_run_with_no_scoring_leaves_the_queue_alone(
-    start_daemon: Callable[..., Daemon],
-    write_config: Callable[..., Path],
+    start_daemon: Daemons,
     fake: FakeServer,
     sqlite_url: str,
     cli: Callable[..., Result],
     tmp_path: Path,
 ) -> None:
-    url = fake.add("local", models=[FakeModel("llama3.1:8b")], chat=answering())
-    directory = write_config({"providers.yaml": provider_file(url), "routes.yaml": routes_file()})
-    daemon = start_daemon(sqlite_url, directory, "--no-scoring", "--probe-interval", "1")
-    daemon.wait_generation(1)
+    provider = {"models": [FakeModel("llama3.1:8b")], "chat": answering()}
+    args = ("--no-scoring", "--probe-interval", "1")
+    daemon = start_daemon.on_fake(sqlite_url, *args, provider=provider).daemon
     items = tmp_path / "items.jsonl"
     items.write_text('{"id": "1", "text": "score me"}\n', encoding="utf-8")
     assert cli("--database-url", sqlite_url, "enqueue", "scoring", str(items)).code == 0
