@@ -14,7 +14,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from reconciler.core.wording import error_message
 from reconciler.errors import StateError
 from reconciler.logs import LogFormat
 
@@ -27,7 +26,8 @@ ENV_PREFIX = "RECONCILER_"
 class Settings(BaseModel):
     """Process-wide settings. `RECONCILER_DATABASE_URL`, `RECONCILER_CONFIG_DIR`, ..."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Built on first validation: most runs set nothing and take the defaults as they are.
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     database_url: str = DEFAULT_DATABASE_URL
     config_dir: Path = Path("config")
@@ -59,9 +59,13 @@ class Settings(BaseModel):
                 values[field], origin[field] = flag, f"--{field.replace('_', '-')}"
             elif variable in variables:
                 values[field], origin[field] = variables[variable], variable
+        if not values:
+            return cls.model_construct()
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
+            from reconciler.core.wording import error_message
+
             first = exc.errors(include_url=False)[0]
             field = str(first["loc"][0]) if first["loc"] else ""
             name = origin.get(field, "a setting")

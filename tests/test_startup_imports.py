@@ -7,6 +7,7 @@ heavy packages it imported. Their start-up is measured in `bench/bench_startup.p
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -38,6 +39,9 @@ print("\\n" + json.dumps({"code": code, "heavy": heavy}))
     ids=["help", "version", "completion", "validate", "schema"],
 )
 def test_a_command_without_a_database_imports_no_heavy_stack(args: list[str]) -> None:
+    # `--show-completion SHELL` takes its value only with typer's shell detection off; on, it is
+    # a flag that asks shellingham, whose answer depends on the processes above this one.
+    env = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
     done = subprocess.run(
         [sys.executable, "-c", PROBE, *args],
         input=json.dumps(HEAVY),
@@ -46,6 +50,7 @@ def test_a_command_without_a_database_imports_no_heavy_stack(args: list[str]) ->
         timeout=60,
         check=True,
         cwd=ROOT,
+        env=env,
     )
     result = json.loads(done.stdout.strip().rsplit("\n", 1)[-1])
     assert result["code"] == 0, done.stderr
@@ -89,6 +94,27 @@ def test_checking_config_loads_neither_rich_nor_other_commands(args: list[str]) 
     loaded = set(result["modules"])
     assert "reconciler.cli.config_cmds" in loaded
     assert not loaded & set(NOT_FOR_A_CHECK), sorted(loaded & set(NOT_FOR_A_CHECK))
+
+
+# What a valid config of built-in types does not need either: the drivers' data classes, and the
+# wording and suggestions of problems.
+NOT_FOR_A_VALID_CHECK = ("reconciler.adapters.providers.driver", "reconciler.core.wording",
+                         "reconciler.core.suggest")  # fmt: skip
+
+
+def test_a_valid_config_loads_neither_drivers_nor_the_wording_of_problems() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", LIGHT_PROBE, "validate", str(ROOT / "config")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    result = json.loads(done.stdout.strip().rsplit("\n", 1)[-1])
+    assert result["code"] == 0, done.stderr
+    loaded = set(result["modules"])
+    assert not loaded & set(NOT_FOR_A_VALID_CHECK), sorted(loaded & set(NOT_FOR_A_VALID_CHECK))
 
 
 def test_every_command_is_registered_by_the_module_the_command_line_loads_for_it() -> None:

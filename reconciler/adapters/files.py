@@ -26,7 +26,6 @@ import os
 import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.core.text import escape_control
@@ -87,10 +86,12 @@ def load_sources(paths: Iterable[Path]) -> list[tuple[str, bytes]]:
     return sources
 
 
-@dataclass
 class _Scan:
-    files: dict[str, Path] = field(default_factory=dict)
-    problems: list[Problem] = field(default_factory=list)
+    """The files found so far, by normalised path, and the problems met finding them."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, Path] = {}
+        self.problems: list[Problem] = []
 
     def add_file(self, path: Path) -> None:
         self.files.setdefault(os.path.normpath(path), path)

@@ -7,7 +7,6 @@ import typing
 from importlib.metadata import EntryPoint, entry_points
 
 from reconciler.adapters.providers.builtin import BUILTIN_TYPES
-from reconciler.adapters.providers.driver import DRIVER_METHODS, ProviderDriver
 from reconciler.core.registry import ENTRY_POINT_GROUP, ProviderRegistry, ProviderType
 from reconciler.core.spec import ProviderSpec
 from reconciler.errors import ReconcilerError
@@ -70,6 +69,8 @@ def _model_problem(provider_type: ProviderType) -> str | None:
 
 def _driver_problem(provider_type: ProviderType) -> str | None:
     """Why `provider_type.driver` cannot probe and call `type: NAME` providers, if it can't."""
+    from reconciler.adapters.providers.driver import DRIVER_METHODS, ProviderDriver  # plugins only
+
     driver = provider_type.driver
     if driver is None:
         return (

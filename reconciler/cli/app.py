@@ -1,9 +1,10 @@
-"""The Typer application and its global options."""
+"""The Typer application and its global options.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: typer reads the signatures at every start, and
+string annotations would be compiled each time.
+"""
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -17,7 +18,6 @@ if TYPE_CHECKING:
     from reconciler.settings import Settings
 
 _typer_label = TyperArgument.display_type_rich
-_LIST_LABEL = re.compile(r"<list\[(\w+)\]>")
 
 
 def _argument_label(self: TyperArgument, ctx: Any) -> str | None:
@@ -26,7 +26,7 @@ def _argument_label(self: TyperArgument, ctx: Any) -> str | None:
     Help text only: parsing, usage lines and error messages are typer's own.
     """
     label = _typer_label(self, ctx)
-    found = _LIST_LABEL.fullmatch(label or "")
+    found = re.fullmatch(r"<list\[(\w+)\]>", label or "")
     return f"<{found[1].lower()}>" if found else label
 
 
@@ -43,9 +43,13 @@ app = typer.Typer(
 )
 
 
-@dataclass(frozen=True)
 class Context:
-    settings: Settings
+    """What the root callback hands to the commands."""
+
+    __slots__ = ("settings",)
+
+    def __init__(self, settings: "Settings") -> None:
+        self.settings = settings
 
 
 def _print_version(given: bool) -> None:
@@ -102,7 +106,7 @@ def root(
     ctx.obj = Context(settings=settings)
 
 
-def settings_of(ctx: typer.Context) -> Settings:
+def settings_of(ctx: typer.Context) -> "Settings":
     context = ctx.find_object(Context)
     assert context is not None, "the root callback always sets the context"
     return context.settings

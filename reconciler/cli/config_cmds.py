@@ -1,6 +1,7 @@
-"""`validate` and `schema`: the commands that need no database."""
+"""`validate` and `schema`: the commands that need no database.
 
-from __future__ import annotations
+No `from __future__ import annotations`: typer reads the signatures at every start (see `app`).
+"""
 
 import sys
 from enum import StrEnum

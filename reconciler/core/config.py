@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 from reconciler.core.config_file import validate_file
 from reconciler.core.desired import (
@@ -24,9 +24,11 @@ from reconciler.core.desired import (
 )
 from reconciler.core.diagnostics import problem_at
 from reconciler.core.registry import ProviderRegistry
-from reconciler.core.suggest import Suggester
 from reconciler.core.yamldoc import YamlDocument, parse_document
 from reconciler.errors import ConfigInvalid, Problem
+
+if TYPE_CHECKING:  # a load without an unknown name makes no suggestion
+    from reconciler.core.suggest import Suggester
 
 __all__ = [
     "ConfigLoader",
@@ -40,8 +42,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class _Clean:
+class _Clean(NamedTuple):
     """A load that found no problem: its files and the provider names they declared."""
 
     files: frozenset[tuple[str, str]]
@@ -183,7 +184,7 @@ def _cross_references(
     routes: Iterable[DeclaredRoute], names: frozenset[str], sources: Mapping[str, bytes]
 ) -> list[Problem]:
     docs = _Documents(sources)
-    suggestion = Suggester(names)
+    suggestion: Suggester | None = None  # made for the first unknown name
     problems = []
     for route in routes:
         targets: list[tuple[tuple[str | int, ...], str, str]] = [
@@ -197,6 +198,10 @@ def _cross_references(
         for rel, provider, model in targets:
             path = ("routes", route.task, *rel)
             if provider not in names:
+                if suggestion is None:
+                    from reconciler.core.suggest import Suggester
+
+                    suggestion = Suggester(names)
                 problems.append(
                     problem_at(
                         docs[route.source.file],

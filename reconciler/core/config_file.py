@@ -13,7 +13,6 @@ from reconciler.core.desired import DeclaredProvider, DeclaredRoute, FileResult,
 from reconciler.core.diagnostics import control_problems, problem_at, validation_problems
 from reconciler.core.registry import ProviderRegistry
 from reconciler.core.spec import NAME_HINT, FileHeader, Name, ProviderSpec, RouteSpec
-from reconciler.core.suggest import suggest
 from reconciler.core.yaml_problems import YamlProblems
 from reconciler.core.yamldoc import YamlDocument, parse_document
 from reconciler.errors import Problem
@@ -152,6 +151,8 @@ def _provider_model(
         return None
     provider_type = registry.get(type_name) if isinstance(type_name, str) else None
     if provider_type is None:
+        from reconciler.core.suggest import suggest  # a valid file needs no suggestion
+
         problems.append(
             problem_at(
                 doc,

@@ -9,8 +9,8 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
@@ -26,8 +26,6 @@ from reconciler.core.spec import (
     forbidden_control,
     header_name_defect,
 )
-from reconciler.core.suggest import suggest
-from reconciler.core.wording import EXPECTED, TYPE_HINTS, kind_of, message_of, number
 from reconciler.core.yaml_problems import STR_TAG
 from reconciler.core.yamldoc import ControlText, YamlDocument, format_path
 from reconciler.errors import Problem
@@ -125,8 +123,7 @@ def validation_problems(
         yield _from_error(doc, prefix, item.path, item.at_key, item.error, model)
 
 
-@dataclass(frozen=True, slots=True)
-class _Located:
+class _Located(NamedTuple):
     """A Pydantic error mapped onto the document; `branch` is where a union was tried, if any."""
 
     path: Loc
@@ -181,6 +178,8 @@ def _one_per_entry(base: Any, located: list[_Located]) -> list[_Located]:
 
 def _merged(group: list[_Located]) -> _Located:
     """Every member's expectation in one error: "expected text or a mapping"."""
+    from reconciler.core.wording import EXPECTED, message_of  # a valid file needs no wording
+
     first = group[0]
     if all(g.error["type"] in EXPECTED for g in group):
         expected = " or ".join(dict.fromkeys(EXPECTED[g.error["type"]] for g in group))
@@ -195,6 +194,9 @@ def _merged(group: list[_Located]) -> _Located:
 def _from_error(
     doc: YamlDocument, prefix: Loc, path: Loc, at_key: bool, error: ErrorDetails, model: Any
 ) -> Problem:
+    from reconciler.core.suggest import suggest
+    from reconciler.core.wording import EXPECTED, message_of
+
     kind = error["type"]
     full = (*prefix, *path)
     field = str(path[-1]) if path else ""
@@ -246,6 +248,8 @@ def _from_error(
 
 def _given(value: Any, path: Loc) -> str | None:
     """What kind of value is at `path` ("text", "a list"), never the value itself."""
+    from reconciler.core.wording import kind_of
+
     try:
         value = _value_at(value, path)
     except (KeyError, IndexError, TypeError):
@@ -254,6 +258,8 @@ def _given(value: Any, path: Loc) -> str | None:
 
 
 def _hint(doc: YamlDocument, path: Loc, error: ErrorDetails) -> str:
+    from reconciler.core.wording import TYPE_HINTS, number
+
     kind = error["type"]
     if kind == "string_type":
         _, node = doc.index.locate(path)

@@ -2,9 +2,10 @@
 
 Every model is strict (no `"yes"` -> True, no `"10"` -> 10), closed (`extra="forbid"`) and
 frozen. Provider types subclass `ProviderSpec`; the registry maps `type:` to the subclass.
-"""
 
-from __future__ import annotations
+Annotations are objects, not strings (no `from __future__ import annotations`): pydantic would
+compile every string at each start.
+"""
 
 import re
 from typing import Annotated, Any, ClassVar, Literal
@@ -360,7 +361,8 @@ class RouteSpec(Strict):
     params: dict[str, JsonValue] = Field(
         default_factory=dict, description="Model parameters passed with each request."
     )
-    fallbacks: list[Fallback] = Field(default_factory=list, max_length=16)
+    # Not `list`: pydantic reads a factory's signature, and `list`'s is parsed with `tokenize`.
+    fallbacks: list[Fallback] = Field(default_factory=lambda: [], max_length=16)
     prompt: Annotated[str, StringConstraints(min_length=1, max_length=20_000)] | None = Field(
         None, description="The system prompt; default: a built-in rubric for `scoring`."
     )

@@ -15,8 +15,6 @@ import ipaddress
 import unicodedata
 from urllib.parse import urlsplit
 
-import idna
-
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 BLOCKED_HOSTS = frozenset(
@@ -134,6 +132,8 @@ def normalise_host(host: str) -> str:
     """
     name = unicodedata.normalize("NFKC", host.strip("[]")).translate(_DOTS).lower()
     if not name.isascii():
+        import idna  # its tables load only for a name that needs them
+
         try:
             name = idna.encode(name, uts46=True).decode("ascii")
         except (idna.IDNAError, UnicodeError, ValueError):

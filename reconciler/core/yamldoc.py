@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -56,8 +55,8 @@ _CONTROL = re.compile("[\x00-\x1f\x7f]")
 _PLAIN_STEP = re.compile(r"[\w-]+")  # letters, digits (str.isalnum), '_' and '-'
 
 
-@dataclass(frozen=True, slots=True)
-class ControlText:
+# Plain classes rather than dataclasses: making a dataclass costs about a millisecond at each start.
+class ControlText(NamedTuple):
     """A string of the document (a key or a value) that holds a control character."""
 
     path: tuple[str | int, ...]
@@ -65,7 +64,6 @@ class ControlText:
     is_key: bool
 
 
-@dataclass(frozen=True, slots=True)
 class YamlDocument:
     """A parsed file: its plain value tree and the node tree that knows every position.
 
@@ -73,14 +71,16 @@ class YamlDocument:
     a tab, or a line break); which of them are problems depends on the field (see `spec`).
     """
 
-    name: str
-    value: Any
-    root: Node
-    index: NodeIndex = field(init=False, compare=False, repr=False)
-    controls: tuple[ControlText, ...] = ()
+    __slots__ = ("controls", "index", "name", "root", "value")
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "index", NodeIndex(self.root))
+    def __init__(
+        self, name: str, value: Any, root: Node, controls: tuple[ControlText, ...] = ()
+    ) -> None:
+        self.name = name
+        self.value = value
+        self.root = root
+        self.index = NodeIndex(root)
+        self.controls = controls
 
 
 def plain_scalar(text: str) -> Any:

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from reconciler.adapters.plugins import load_registry
 from reconciler.core.registry import ProviderRegistry
@@ -27,8 +26,9 @@ def provider_types() -> ProviderRegistry:
     return load_registry()
 
 
-@dataclass(frozen=True, slots=True)
-class Checked:
+class Checked(NamedTuple):
+    """What `check` found: how many files, their state when valid, else their problems."""
+
     files: int
     state: DesiredState | None  # None when there are problems
     problems: list[Problem]

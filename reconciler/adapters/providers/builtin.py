@@ -11,17 +11,17 @@ from dataclasses import replace
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, cast
 
-from reconciler.adapters.providers.driver import (
-    CallRequest,
-    HttpCall,
-    ProbeContext,
-    ProviderDriver,
-    Reading,
-)
 from reconciler.core import registry
 from reconciler.core.registry import ProviderType
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # validating files needs no driver's data classes
+    from reconciler.adapters.providers.driver import (
+        CallRequest,
+        HttpCall,
+        ProbeContext,
+        ProviderDriver,
+        Reading,
+    )
     from reconciler.adapters.providers.failure import CallFailure
     from reconciler.adapters.providers.observation import Observation
     from reconciler.core.readiness import Reason, RemedyContext
@@ -36,7 +36,7 @@ class LazyDriver:
     @functools.cached_property
     def driver(self) -> ProviderDriver:
         module, _, name = self.where.partition(":")
-        return cast(ProviderDriver, getattr(import_module(module), name)())
+        return cast("ProviderDriver", getattr(import_module(module), name)())
 
     def auth_headers(self, api_key: str | None) -> dict[str, str]:
         return self.driver.auth_headers(api_key)
@@ -71,6 +71,8 @@ BUILTIN_TYPES: tuple[ProviderType, ...] = tuple(
 
 def driver_of(provider_type: ProviderType | None) -> ProviderDriver | None:
     """The full driver of a registered type; None when it has none (a validation-only entry)."""
+    from reconciler.adapters.providers.driver import ProviderDriver
+
     driver = provider_type.driver if provider_type is not None else None
     return driver if isinstance(driver, ProviderDriver) else None
 
