@@ -100,11 +100,15 @@ class ReconcileWorker:
             await _first(self._wake.wait(), stop.wait())
             if stop.is_set():
                 return
-            sources, digest = await follow.settled(self.config_dir, self._wake, stop)
+            error = self.state.error
+            known = None if self._resync or error is not None else self.state.applied_digest
+            found = await follow.settled(self.config_dir, self._wake, stop, self.loader, known)
             if stop.is_set():
+                if found.loading is not None:
+                    found.loading.cancel()
                 return
             resync, self._resync = self._resync, False
-            retry = await self.cycle(sources, resync, digest)
+            retry = await self.cycle(found.sources, resync, found.digest, found.loading)
             self.cycles += 1
             if retry is not None:
                 asyncio.get_running_loop().call_later(retry, self.poke, True)
@@ -123,10 +127,14 @@ class ReconcileWorker:
         return follow.read(self.config_dir)
 
     async def cycle(
-        self, sources: Sources, resync: bool, digest: str | None = None
+        self,
+        sources: Sources,
+        resync: bool,
+        digest: str | None = None,
+        loading: asyncio.Task[DesiredState] | None = None,
     ) -> float | None:
-        """One reconcile of `sources` (whose `follow.digest` is `digest` when the caller has it);
-        returns a delay after which to retry, or None."""
+        """One reconcile of `sources` (whose `follow.digest` is `digest`, and whose load is
+        `loading`, when the caller has them); returns a delay after which to retry, or None."""
         started = time.perf_counter()
         try:
             if sources is None:
@@ -140,8 +148,13 @@ class ReconcileWorker:
                 self._changed_at = time.monotonic()
             self.state.config_digest = digest
             if digest == self.state.applied_digest and not resync and self.state.error is None:
+                await follow.discard(loading)
                 return None  # an event that changed nothing: same bytes as applied
-            desired = await asyncio.to_thread(follow.load, self.loader, sources)
+            if loading is None:
+                loading = asyncio.ensure_future(
+                    asyncio.to_thread(follow.load, self.loader, sources)
+                )
+            desired = await loading
             self.metrics.config_valid.set(1)
             wait = await self._reconcile(desired, digest, resync)
             if wait is not None:

@@ -1,9 +1,11 @@
 """Following the config directory as the daemon does: its events, and its files once settled.
 
 An event means only "something changed": whatever woke the daemon, it reads the whole directory
-again and compares by content. A read counts as settled when no event came and the content did
-not change for QUIET_S after it. The watcher already waits for a pause in the events; this
-catches a writer that pauses without any.
+again and compares by content. A read counts as settled when no event came and no file changed
+for QUIET_S after it. The watcher already waits for a pause in the events; this catches a writer
+that pauses without any. "No file changed" is told by each file's size, inode and change times,
+taken before the read and again after the pause: a second read of every file would cost more
+than the edit it waits for.
 """
 
 from __future__ import annotations
@@ -11,15 +13,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-from reconciler.adapters.files import display_name, load_sources, paused_gc
+from reconciler.adapters.files import discover, display_name, load_sources, paused_gc
 from reconciler.adapters.watcher import watch_directory
 from reconciler.core.config import ConfigLoader, DesiredState
 from reconciler.errors import ConfigInvalid
 
 # The files as read: their bytes, None when they are gone, or why one cannot be read.
 Sources = list[tuple[str, bytes]] | ConfigInvalid | None
+
+# What a write to a file moves: its path, size, inode, modification and change times.
+Marks = tuple[tuple[str, int, int, int, int], ...]
 
 QUIET_S = 0.025
 MAX_SETTLE_ROUNDS = 40
@@ -61,27 +69,91 @@ def digest(sources: Sources) -> str:
     return hashed.hexdigest()
 
 
-async def settled(directory: Path, wake: asyncio.Event, stop: asyncio.Event) -> tuple[Sources, str]:
-    """The directory's files and their digest, once no event set `wake` and nothing changed for
-    QUIET_S; after MAX_SETTLE_ROUNDS of changes, the latest read."""
+@dataclass(frozen=True)
+class Settled:
+    """Settled files, their digest, and their validation when it was started while they
+    settled: a task to await before the loader is used again."""
+
+    sources: Sources
+    digest: str
+    loading: asyncio.Task[DesiredState] | None = None
+
+
+async def settled(
+    directory: Path,
+    wake: asyncio.Event,
+    stop: asyncio.Event,
+    loader: ConfigLoader | None = None,
+    known: str | None = None,
+) -> Settled:
+    """The directory's files once no event set `wake` and no file changed for QUIET_S; after
+    MAX_SETTLE_ROUNDS of changes, the latest read.
+
+    With `loader`, each read's files are validated during the quiet period that follows it,
+    unless their digest is `known` (already applied): when they hold, the load is done too.
+    """
     wake.clear()
-    sources = await asyncio.to_thread(read, directory)
-    previous = digest(sources)
+    read = await asyncio.to_thread(_read_marked, directory)
+    loading = _load_soon(loader, read, known)
     for _ in range(MAX_SETTLE_ROUNDS):
         await asyncio.sleep(QUIET_S)
         if stop.is_set():
             break
-        if wake.is_set():  # more events: read again after another quiet period
-            wake.clear()
-            sources = await asyncio.to_thread(read, directory)
-            previous = digest(sources)
-            continue
-        sources = await asyncio.to_thread(read, directory)
-        current = digest(sources)
-        if current == previous:
-            return sources, current
-        previous = current
-    return sources, previous
+        woke = wake.is_set()
+        wake.clear()
+        marked = not woke and read.marks is not None
+        if marked and await asyncio.to_thread(_marks, directory) == read.marks:
+            return Settled(read.sources, read.digest, loading)
+        # More events, a change, or files that could not all be marked (their content tells).
+        previous = read.digest
+        await discard(loading)  # the loader serves one load at a time
+        read = await asyncio.to_thread(_read_marked, directory)
+        loading = _load_soon(loader, read, known)
+        if not woke and read.marks is None and read.digest == previous:
+            return Settled(read.sources, read.digest, loading)
+    return Settled(read.sources, read.digest, loading)
+
+
+class _Read(NamedTuple):
+    marks: Marks | None
+    sources: Sources
+    digest: str
+
+
+def _read_marked(directory: Path) -> _Read:
+    """The files' marks, taken before they are read; the files as `read` returns them; their
+    digest (hashed here, off the event loop)."""
+    marks = _marks(directory)
+    sources = read(directory)
+    return _Read(marks, sources, digest(sources))
+
+
+def _load_soon(
+    loader: ConfigLoader | None, files: _Read, known: str | None
+) -> asyncio.Task[DesiredState] | None:
+    if loader is None or not isinstance(files.sources, list) or files.digest == known:
+        return None
+    return asyncio.ensure_future(asyncio.to_thread(load, loader, files.sources))
+
+
+async def discard(loading: asyncio.Task[DesiredState] | None) -> None:
+    """Wait for a load whose result is no longer wanted; its errors with it."""
+    if loading is not None:
+        with suppress(Exception):
+            await loading
+
+
+def _marks(directory: Path) -> Marks | None:
+    """Each config file's marks, sorted by path; None when one cannot be listed or stat'ed."""
+    try:
+        files = discover([directory])
+        stats = [(str(path), path.stat()) for path in files]
+    except (ConfigInvalid, OSError):
+        return None
+    return tuple(
+        (name, info.st_size, info.st_ino, info.st_mtime_ns, info.st_ctime_ns)
+        for name, info in stats
+    )
 
 
 def load(loader: ConfigLoader, sources: list[tuple[str, bytes]]) -> DesiredState:
