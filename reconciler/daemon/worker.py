@@ -84,11 +84,13 @@ class ReconcileWorker:
         # What the files declared at the last apply (provider names, route tasks): a deletion
         # needs one of these to be gone.
         self._applied_keys: tuple[frozenset[str], frozenset[str]] | None = None
+        self._applied_state: DesiredState | None = None  # what the timer compares rows with
         self._waiting: str | None = None  # the content whose deletions were last said to wait
         self.view = reconcile.AppliedView()
         # Called after every apply with the rows it wrote: (kind, name).
         self.on_applied: Callable[[set[tuple[str, str]]], None] = lambda changed: None
         self.cycles = 0
+        self.drift_checks = 0  # comparisons the resync timer completed
 
     def poke(self, resync: bool = False) -> None:
         """Something may have changed: reconcile soon."""
@@ -114,13 +116,37 @@ class ReconcileWorker:
                 asyncio.get_running_loop().call_later(retry, self.poke, True)
 
     async def resync_timer(self, stop: asyncio.Event) -> None:
-        """Reconcile every `resync_s` (jittered), to find and fix drift."""
+        """Every `resync_s` (jittered): read the files again, in case an event was missed, and
+        compare every row with what was last applied, to find and fix drift.
+
+        The comparison runs beside the worker, not in its turn: an edit saved meanwhile is
+        applied at once instead of waiting for a full read of the tables. Only a difference
+        makes the worker resync (plan everything under the apply lock, then correct or report).
+        """
         while not stop.is_set():
             delay = self.options.resync_s * random.uniform(0.9, 1.1)
             try:
                 await asyncio.wait_for(stop.wait(), delay)
             except TimeoutError:
-                self.poke(resync=True)
+                self.poke()
+                if await self._differs():
+                    self.poke(resync=True)
+
+    async def _differs(self) -> bool:
+        """Whether the database may differ from what the files declared at the last apply:
+        True when any row does, when nothing was applied yet, and when the read fails (the
+        resync then meets the error and reports it)."""
+        if not self.is_leader():
+            return False
+        applied = self._applied_state
+        if applied is None:
+            return True
+        try:
+            the_plan = await asyncio.to_thread(reconcile.plan, self.engine, applied)
+        except Exception:  # the worker's resync reports whatever this was
+            return True
+        self.drift_checks += 1
+        return the_plan.has_changes
 
     def read_sources(self) -> Sources:
         """The config files as `follow.read` returns them."""
@@ -231,6 +257,7 @@ class ReconcileWorker:
             self.metrics.runs.labels("unchanged").inc()
         self._done(digest, result.plan)
         self._applied_keys = (frozenset(desired.providers), frozenset(desired.routes))
+        self._applied_state = desired
         return None
 
     async def _apply(self, desired: DesiredState) -> reconcile.ApplyResult | None:

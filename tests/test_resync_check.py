@@ -1,0 +1,96 @@
+"""The resync timer compares the rows beside the worker, and makes it resync only on a
+difference: a full read of the tables never sits between a saved edit and its apply.
+On both engines, with the daemon's own worker, in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import Engine, update
+
+from reconciler.adapters.db.tables import routes
+from reconciler.core.config import ConfigLoader
+from reconciler.daemon.metrics import Metrics
+from reconciler.daemon.state import DaemonState
+from reconciler.daemon.worker import ReconcileWorker, WorkerOptions
+from tests.builders import provider_file, routes_file
+
+TICK_S = 0.05
+
+
+def _worker(engine: Engine, directory: Path, leader: bool = True) -> ReconcileWorker:
+    return ReconcileWorker(
+        engine,
+        directory,
+        ConfigLoader(),
+        DaemonState(str(directory), "db"),
+        Metrics(),
+        WorkerOptions(resync_s=TICK_S),
+        lambda: leader,
+    )
+
+
+def _pokes(worker: ReconcileWorker, checks: int) -> list[bool]:
+    """Run the resync timer until it made `checks` comparisons; the pokes it made (resync?)."""
+    pokes: list[bool] = []
+    worker.poke = lambda resync=False: pokes.append(resync)  # type: ignore[method-assign]
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        timer = asyncio.create_task(worker.resync_timer(stop))
+        start = worker.drift_checks
+        while worker.drift_checks < start + checks and len(pokes) < 4 * checks:
+            await asyncio.sleep(TICK_S / 2)
+        stop.set()
+        await timer
+
+    asyncio.run(run())
+    return pokes
+
+
+def _applied(engine: Engine, write_config: Callable[..., Path]) -> ReconcileWorker:
+    directory = write_config(
+        {"providers.yaml": provider_file("http://127.0.0.1:9"), "routes.yaml": routes_file()}
+    )
+    worker = _worker(engine, directory)
+    assert asyncio.run(worker.cycle(worker.read_sources(), resync=True)) is None
+    assert worker.state.generation == 1
+    return worker
+
+
+def test_with_nothing_drifted_the_timer_only_rereads_the_files(
+    engine: Engine, write_config: Callable[..., Path]
+) -> None:
+    worker = _applied(engine, write_config)
+    pokes = _pokes(worker, checks=3)
+    assert pokes and not any(pokes)  # a plain read of the files each time, never a resync
+
+
+def test_a_hand_edit_makes_the_timer_ask_for_a_resync_which_corrects_it(
+    engine: Engine, write_config: Callable[..., Path]
+) -> None:
+    worker = _applied(engine, write_config)
+    with engine.begin() as conn:
+        conn.execute(update(routes).where(routes.c.task == "scoring").values(model="by-hand"))
+    pokes = _pokes(worker, checks=1)
+    assert True in pokes
+
+    asyncio.run(worker.cycle(worker.read_sources(), resync=True))
+    with engine.connect() as conn:
+        model = conn.execute(routes.select().where(routes.c.task == "scoring")).one().model
+    assert model == "llama3.1:8b"
+    assert not any(_pokes(worker, checks=1))
+
+
+def test_before_any_apply_and_on_a_follower_the_timer_does_not_read_the_tables(
+    engine: Engine, write_config: Callable[..., Path]
+) -> None:
+    directory = write_config({"routes.yaml": routes_file()})
+    fresh = _worker(engine, directory)
+    assert asyncio.run(fresh._differs())  # nothing applied yet: the worker's resync decides
+    follower = _worker(engine, directory, leader=False)
+    assert not asyncio.run(follower._differs())
+    assert (fresh.drift_checks, follower.drift_checks) == (0, 0)
