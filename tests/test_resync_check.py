@@ -6,9 +6,11 @@ On both engines, with the daemon's own worker, in this process.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, update
 
 from reconciler.adapters.db.tables import routes
@@ -19,6 +21,12 @@ from reconciler.daemon.worker import ReconcileWorker, WorkerOptions
 from tests.builders import provider_file, routes_file
 
 TICK_S = 0.05
+
+
+@pytest.fixture(autouse=True)
+def _unfrozen() -> Iterator[None]:
+    yield
+    gc.unfreeze()  # each tick of the timer freezes the heap; the rest of the tests don't want it
 
 
 def _worker(engine: Engine, directory: Path, leader: bool = True) -> ReconcileWorker:

@@ -43,7 +43,7 @@ from reconciler.daemon.web import (
 )
 from reconciler.daemon.worker import ReconcileWorker, WorkerOptions
 from reconciler.errors import ReconcilerError, StateError
-from reconciler.service import follow, migrations, queue, reconcile
+from reconciler.service import follow, heap, migrations, queue, reconcile
 from reconciler.service.scoring import ScoringWorker
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,7 @@ class Daemon:
             await self.readiness.round_once()
             await asyncio.to_thread(self.leadership.release)
             return 0 if self.state.error is None else 1
+        heap.settle()  # the config as applied is what this process holds from now on
         return await self._supervise()
 
     async def _supervise(self) -> int:

@@ -38,7 +38,7 @@ from reconciler.errors import (
 )
 from reconciler.problem_report import problems_text
 from reconciler.render import SIGNS, action_line
-from reconciler.service import follow, reconcile
+from reconciler.service import follow, heap, reconcile
 from reconciler.service.database import error_reason
 from reconciler.service.follow import Sources
 
@@ -131,6 +131,7 @@ class ReconcileWorker:
                 self.poke()
                 if await self._differs():
                     self.poke(resync=True)
+                heap.settle()  # here, rather than in the middle of the next edit
 
     async def _differs(self) -> bool:
         """Whether the database may differ from what the files declared at the last apply:
