@@ -8,6 +8,7 @@ first read, deterministically, by wrapping `follow.read`.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -194,3 +195,17 @@ def test_an_invalid_file_fails_its_load_and_a_discarded_load_raises_nothing(
         assert isinstance(found.loading.exception(), ConfigInvalid)
 
     asyncio.run(settle())
+
+
+def _marks_written(ago_s: float) -> follow.Marks:
+    """One file's marks, its newest time `ago_s` seconds ago (negative: in the future)."""
+    at = time.time_ns() - int(ago_s * 1e9)
+    return (("routes.yaml", 10, 1, at - 5 * 10**9, at),)  # renamed `ago_s` ago, written before
+
+
+def test_the_quiet_period_counts_from_the_newest_write_or_rename() -> None:
+    assert follow._quiet_left(_marks_written(1.0)) == 0.0  # long settled: no wait
+    left = follow._quiet_left(_marks_written(0.010))
+    assert 0 < left <= follow.QUIET_S - 0.010  # the rest of the period only
+    assert follow._quiet_left(_marks_written(-60.0)) == follow.QUIET_S  # a clock ahead: all of it
+    assert follow._quiet_left(None) == follow.QUIET_S  # files that could not be marked

@@ -1,17 +1,19 @@
 """Following the config directory as the daemon does: its events, and its files once settled.
 
 An event means only "something changed": whatever woke the daemon, it reads the whole directory
-again and compares by content. A read counts as settled when no event came and no file changed
-for QUIET_S after it. The watcher already waits for a pause in the events; this catches a writer
-that pauses without any. "No file changed" is told by each file's size, inode and change times,
-taken before the read and again after the pause: a second read of every file would cost more
-than the edit it waits for.
+again and compares by content. A read counts as settled when no event came and no file was
+written for QUIET_S. The watcher already waits for a pause in the events; this catches a writer
+that pauses without any. Each file's size, inode and modification and change times (its marks)
+are taken before the read; the daemon waits until QUIET_S has passed since the newest of those
+times, then takes them again: unchanged, the read stands. An editor's save is a write and a
+rename; by the time the watcher reports it, most of the quiet period has passed already.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -86,8 +88,8 @@ async def settled(
     loader: ConfigLoader | None = None,
     known: str | None = None,
 ) -> Settled:
-    """The directory's files once no event set `wake` and no file changed for QUIET_S; after
-    MAX_SETTLE_ROUNDS of changes, the latest read.
+    """The directory's files once no event set `wake` and no file was written for QUIET_S;
+    after MAX_SETTLE_ROUNDS of changes, the latest read.
 
     With `loader`, each read's files are validated during the quiet period that follows it,
     unless their digest is `known` (already applied): when they hold, the load is done too.
@@ -96,7 +98,7 @@ async def settled(
     read = await asyncio.to_thread(_read_marked, directory)
     loading = _load_soon(loader, read, known)
     for _ in range(MAX_SETTLE_ROUNDS):
-        await asyncio.sleep(QUIET_S)
+        await asyncio.sleep(_quiet_left(read.marks))
         if stop.is_set():
             break
         woke = wake.is_set()
@@ -141,6 +143,16 @@ async def discard(loading: asyncio.Task[DesiredState] | None) -> None:
     if loading is not None:
         with suppress(Exception):
             await loading
+
+
+def _quiet_left(marks: Marks | None) -> float:
+    """Seconds until QUIET_S will have passed since the newest write (or rename) of a file;
+    QUIET_S when the files could not be marked or one seems written in the future."""
+    if not marks:
+        return QUIET_S
+    newest = max(max(mark[3], mark[4]) for mark in marks)
+    left = QUIET_S - (time.time_ns() - newest) / 1e9
+    return QUIET_S if left > QUIET_S else max(0.0, left)
 
 
 def _marks(directory: Path) -> Marks | None:
