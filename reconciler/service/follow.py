@@ -6,7 +6,8 @@ written for QUIET_S. The watcher already waits for a pause in the events; this c
 that pauses without any. Each file's size, inode and modification and change times (its marks)
 are taken before the read; the daemon waits until QUIET_S has passed since the newest of those
 times, then takes them again: unchanged, the read stands. An editor's save is a write and a
-rename; by the time the watcher reports it, most of the quiet period has passed already.
+rename; by the time the watcher reports it, part of the quiet period has passed already, and
+the files are validated during the rest.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ Sources = list[tuple[str, bytes]] | ConfigInvalid | None
 # What a write to a file moves: its path, size, inode, modification and change times.
 Marks = tuple[tuple[str, int, int, int, int], ...]
 
-QUIET_S = 0.025
+# From the newest write: saves a few tens of milliseconds apart (a script, a checkout) are one.
+QUIET_S = 0.040
 MAX_SETTLE_ROUNDS = 40
 
 
