@@ -1,6 +1,6 @@
 """The command line run in this process on a test database, and the shape its refusals must have.
 
-`database_cli` is what the `rc` fixtures of the CLI tests return; `assert_one_line_error` checks a
+`database_cli` is what the `rc` fixture (conftest.py) returns; `assert_one_line_error` checks a
 refusal; `ESC` and `DEEP` are what hostile inputs are made of.
 """
 

@@ -20,6 +20,7 @@ from reconciler.adapters.db import migrate
 from reconciler.adapters.db.engine import make_engine
 from reconciler.cli import main
 from tests.daemon_harness import start_daemon  # noqa: F401  (a fixture)
+from tests.db_inspect import recording_writes
 from tests.fakeprovider import FakeServer, fake_server
 from tests.netguard import guard
 
@@ -90,6 +91,21 @@ def run_reconciler(
         check=False,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def rc(cli: Callable[..., Result], engine: Engine) -> Callable[..., Result]:
+    """`rc(config_dir_or_None, *args)`: the command line in this process on `engine`'s database."""
+    from tests.cli_checks import database_cli  # it imports this module
+
+    return database_cli(cli, engine)
+
+
+@pytest.fixture
+def writes() -> Iterator[list[str]]:
+    """Every INSERT/UPDATE/DELETE sent by any engine of this process while the test runs."""
+    with recording_writes() as seen:
+        yield seen
 
 
 @pytest.fixture

@@ -14,15 +14,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from tests.cli_checks import DEEP, ESC, Run, database_cli
+from tests.cli_checks import DEEP, ESC, Run
 from tests.db_inspect import url_of
 from tests.scoring_worker import job_rows
-
-
-@pytest.fixture
-def rc(cli: Run, engine: Engine) -> Run:
-    return database_cli(cli, engine)
-
 
 # --- history ---------------------------------------------------------------------------------
 

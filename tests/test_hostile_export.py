@@ -15,12 +15,7 @@ from sqlalchemy import Engine, insert
 
 from reconciler.adapters.db.tables import providers, routes
 from tests.builders import ONE_ROUTE_CONFIG
-from tests.cli_checks import ESC, Run, assert_one_line_error, database_cli
-
-
-@pytest.fixture
-def rc(cli: Run, engine: Engine) -> Run:
-    return database_cli(cli, engine)
+from tests.cli_checks import ESC, Run, assert_one_line_error
 
 
 def insert_unmanaged(

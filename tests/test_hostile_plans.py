@@ -6,28 +6,15 @@ PostgreSQL.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import Engine
 
 from tests.builders import ONE_ROUTE_CONFIG
-from tests.cli_checks import DEEP, ESC, Run, assert_one_line_error, database_cli
-from tests.db_inspect import recording_writes, snapshot
-
-
-@pytest.fixture
-def rc(cli: Run, engine: Engine) -> Run:
-    return database_cli(cli, engine)
-
-
-@pytest.fixture
-def writes() -> Iterator[list[str]]:
-    with recording_writes() as seen:
-        yield seen
-
+from tests.cli_checks import DEEP, ESC, Run, assert_one_line_error
+from tests.db_inspect import snapshot
 
 # --- saved plans: malformed ------------------------------------------------------------------
 

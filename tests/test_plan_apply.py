@@ -10,37 +10,23 @@ revisions unchanged, and the tables themselves unchanged (`iterdump()` on SQLite
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine
 
 from reconciler.adapters.db.tables import providers, routes
 from tests.builders import EXAMPLE, PROVIDERS, local_ollama_routes
-from tests.cli_checks import Run, database_cli
+from tests.cli_checks import Run
 from tests.db_inspect import (
     generation,
     insert_unmanaged_provider,
     insert_unmanaged_route,
-    recording_writes,
     revision_count,
     rows,
     snapshot,
     sql,
 )
-
-
-@pytest.fixture
-def rc(cli: Run, engine: Engine) -> Run:
-    return database_cli(cli, engine)
-
-
-@pytest.fixture
-def writes() -> Iterator[list[str]]:
-    with recording_writes() as seen:
-        yield seen
-
 
 # --- create, no-op ---------------------------------------------------------------------------
 

@@ -14,21 +14,9 @@ from sqlalchemy import text
 
 from reconciler.adapters.db.engine import make_engine
 from reconciler.cli import main
+from tests.builders import ONE_ROUTE_CONFIG
 from tests.conftest import Result
 from tests.scoring_worker import empty_queue, job_rows, migrated_database
-
-# No request is made by these commands: the provider's address is never dialled.
-CONFIG = """\
-version: 1
-providers:
-  local:
-    type: ollama
-    endpoint: {base_url: "http://127.0.0.1:9"}
-routes:
-  scoring:
-    provider: local
-    model: llama3.1:8b
-"""
 
 ITEMS = [
     {"id": "a", "text": "The Eiffel Tower is in Paris."},
@@ -75,7 +63,7 @@ def database(
     """One migrated database per engine for this module, with the `scoring` route applied."""
     admin = request.getfixturevalue("postgres_admin") if request.param == "postgresql" else None
     directory = tmp_path_factory.mktemp("queue")
-    (directory / "config.yaml").write_text(CONFIG, encoding="utf-8")
+    (directory / "config.yaml").write_text(ONE_ROUTE_CONFIG, encoding="utf-8")  # never dialled
     with migrated_database(request.param, admin, directory) as url:
         assert main(["--database-url", url, "--config", str(directory), "apply"]) == 0
         yield url, directory

@@ -6,34 +6,21 @@ version.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import Engine, select
 
 from reconciler.adapters.db.tables import revisions, routes
 from tests.builders import EXAMPLE, ROUTES
-from tests.cli_checks import Run, database_cli
+from tests.cli_checks import Run
 from tests.db_inspect import (
     insert_unmanaged_route,
-    recording_writes,
     rows,
     snapshot,
     sql,
 )
-
-
-@pytest.fixture
-def rc(cli: Run, engine: Engine) -> Run:
-    return database_cli(cli, engine)
-
-
-@pytest.fixture
-def writes() -> Iterator[list[str]]:
-    with recording_writes() as seen:
-        yield seen
 
 
 def test_apply_of_a_saved_plan_applies_exactly_that_plan(

@@ -71,6 +71,20 @@ NOT_FOR_A_CHECK = ("rich", "reconciler.cli.state_cmds", "reconciler.cli.queue_cm
                    "pydantic_settings")  # fmt: skip
 
 
+def _modules_loaded(args: list[str]) -> tuple[int, set[str], str]:
+    """`reconciler ARGS` in a fresh interpreter: its exit code, the modules it loaded, stderr."""
+    done = subprocess.run(
+        [sys.executable, "-c", LIGHT_PROBE, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    result = json.loads(done.stdout.strip().rsplit("\n", 1)[-1])
+    return result["code"], set(result["modules"]), done.stderr
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -81,39 +95,24 @@ NOT_FOR_A_CHECK = ("rich", "reconciler.cli.state_cmds", "reconciler.cli.queue_cm
     ids=["valid", "invalid", "schema"],
 )
 def test_checking_config_loads_neither_rich_nor_other_commands(args: list[str]) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", LIGHT_PROBE, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
-    result = json.loads(done.stdout.strip().rsplit("\n", 1)[-1])
-    assert result["code"] in (0, 1), done.stderr
-    loaded = set(result["modules"])
+    code, loaded, stderr = _modules_loaded(args)
+    assert code in (0, 1), stderr
     assert "reconciler.cli.config_cmds" in loaded
     assert not loaded & set(NOT_FOR_A_CHECK), sorted(loaded & set(NOT_FOR_A_CHECK))
 
 
 # What a valid config of built-in types does not need either: the drivers' data classes, and the
 # wording and suggestions of problems.
-NOT_FOR_A_VALID_CHECK = ("reconciler.adapters.providers.driver", "reconciler.core.wording",
-                         "reconciler.core.suggest")  # fmt: skip
+NOT_FOR_A_VALID_CHECK = (
+    "reconciler.adapters.providers.driver",
+    "reconciler.core.wording",
+    "reconciler.core.suggest",
+)
 
 
 def test_a_valid_config_loads_neither_drivers_nor_the_wording_of_problems() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", LIGHT_PROBE, "validate", str(ROOT / "config")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
-    result = json.loads(done.stdout.strip().rsplit("\n", 1)[-1])
-    assert result["code"] == 0, done.stderr
-    loaded = set(result["modules"])
+    code, loaded, stderr = _modules_loaded(["validate", str(ROOT / "config")])
+    assert code == 0, stderr
     assert not loaded & set(NOT_FOR_A_VALID_CHECK), sorted(loaded & set(NOT_FOR_A_VALID_CHECK))
 
 
