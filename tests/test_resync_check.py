@@ -102,3 +102,36 @@ def test_before_any_apply_and_on_a_follower_the_timer_does_not_read_the_tables(
     follower = _worker(engine, directory, leader=False)
     assert not asyncio.run(follower._differs())
     assert (fresh.drift_checks, follower.drift_checks) == (0, 0)
+
+
+def test_reported_drift_is_cleared_once_the_row_is_put_back(
+    engine: Engine, write_config: Callable[..., Path]
+) -> None:
+    directory = write_config(
+        {"providers.yaml": provider_file("http://127.0.0.1:9"), "routes.yaml": routes_file()}
+    )
+    worker = ReconcileWorker(
+        engine,
+        directory,
+        ConfigLoader(),
+        DaemonState(str(directory), "db"),
+        Metrics(),
+        WorkerOptions(resync_s=TICK_S, drift="report"),
+        lambda: True,
+    )
+    asyncio.run(worker.cycle(worker.read_sources(), resync=True))
+
+    def set_model(model: str) -> None:
+        with engine.begin() as conn:
+            conn.execute(update(routes).where(routes.c.task == "scoring").values(model=model))
+
+    set_model("by-hand")
+    assert True in _pokes(worker, checks=1)
+    asyncio.run(worker.cycle(worker.read_sources(), resync=True))
+    assert worker.state.drift == ["~ route scoring"]  # reported, left alone
+
+    set_model("llama3.1:8b")  # put back by hand
+    assert asyncio.run(worker._differs())  # the report is only cleared by a resync
+    asyncio.run(worker.cycle(worker.read_sources(), resync=True))
+    assert worker.state.drift == []
+    assert not asyncio.run(worker._differs())

@@ -135,12 +135,13 @@ class ReconcileWorker:
 
     async def _differs(self) -> bool:
         """Whether the database may differ from what the files declared at the last apply:
-        True when any row does, when nothing was applied yet, and when the read fails (the
-        resync then meets the error and reports it)."""
+        True when any row does, when nothing was applied yet, while drift is reported (only a
+        resync clears it), and when the read fails (the resync then meets the error and
+        reports it)."""
         if not self.is_leader():
             return False
         applied = self._applied_state
-        if applied is None:
+        if applied is None or self.state.drift:  # drift reported: a resync says if it is gone
             return True
         try:
             the_plan = await asyncio.to_thread(reconcile.plan, self.engine, applied)
