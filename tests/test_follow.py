@@ -209,3 +209,12 @@ def test_the_quiet_period_counts_from_the_newest_write_or_rename() -> None:
     assert 0 < left <= follow.QUIET_S - 0.010  # the rest of the period only
     assert follow._quiet_left(_marks_written(-60.0)) == follow.QUIET_S  # a clock ahead: all of it
     assert follow._quiet_left(None) == follow.QUIET_S  # files that could not be marked
+
+
+def test_a_deletion_counts_as_a_write_for_the_quiet_period(tmp_path: Path) -> None:
+    for name in ("a.yaml", "b.yaml"):
+        (tmp_path / name).write_bytes(FIRST)
+    time.sleep(2 * follow.QUIET_S)  # both files are older than the quiet period
+    assert follow._quiet_left(follow._marks(tmp_path)) == 0.0
+    (tmp_path / "a.yaml").unlink()  # say, the first step of a checkout: more may follow
+    assert follow._quiet_left(follow._marks(tmp_path)) > 0.0

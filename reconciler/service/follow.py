@@ -1,10 +1,11 @@
 """Following the config directory as the daemon does: its events, and its files once settled.
 
 An event means only "something changed": whatever woke the daemon, it reads the whole directory
-again and compares by content. A read counts as settled when no event came and no file was
+again and compares by content. A read counts as settled when no event came and nothing was
 written for QUIET_S. The watcher already waits for a pause in the events; this catches a writer
-that pauses without any. Each file's size, inode and modification and change times (its marks)
-are taken before the read; the daemon waits until QUIET_S has passed since the newest of those
+that pauses without any. The size, inode and modification and change times of each file and of
+each directory holding one (their marks; a deletion or a rename moves a directory's times) are
+taken before the read; the daemon waits until QUIET_S has passed since the newest of those
 times, then takes them again: unchanged, the read stands. An editor's save is a write and a
 rename; by the time the watcher reports it, part of the quiet period has passed already, and
 the files are validated during the rest.
@@ -29,7 +30,8 @@ from reconciler.errors import ConfigInvalid
 # The files as read: their bytes, None when they are gone, or why one cannot be read.
 Sources = list[tuple[str, bytes]] | ConfigInvalid | None
 
-# What a write to a file moves: its path, size, inode, modification and change times.
+# What a write to a file (or a directory's entries) moves: path, size, inode, modification and
+# change times.
 Marks = tuple[tuple[str, int, int, int, int], ...]
 
 # From the newest write: saves a few tens of milliseconds apart (a script, a checkout) are one.
@@ -158,10 +160,13 @@ def _quiet_left(marks: Marks | None) -> float:
 
 
 def _marks(directory: Path) -> Marks | None:
-    """Each config file's marks, sorted by path; None when one cannot be listed or stat'ed."""
+    """The marks of each config file and of the directories that hold them, the given one
+    included (deleting or renaming a file moves its directory's times), sorted by path; None
+    when one cannot be listed or stat'ed."""
     try:
         files = discover([directory])
-        stats = [(str(path), path.stat()) for path in files]
+        folders = sorted({directory, *(path.parent for path in files)})
+        stats = [(str(path), path.stat()) for path in [*folders, *files]]
     except (ConfigInvalid, OSError):
         return None
     return tuple(
