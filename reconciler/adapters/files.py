@@ -24,6 +24,7 @@ import fnmatch
 import gc
 import os
 import stat
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -299,14 +300,29 @@ def _is_utf8(path: str | os.PathLike[str]) -> bool:
     return True
 
 
+class _Pauses:
+    """How many `paused_gc` blocks are open, in any thread, and whether the collector ran
+    before the first: the last to close restores it. (Each block saving and restoring the
+    state itself could leave it off for good when two threads' blocks overlap.)"""
+
+    lock = threading.Lock()
+    open = 0
+    was_enabled = True
+
+
 @contextmanager
 def paused_gc() -> Iterator[None]:
     """Pause the cyclic collector: building large trees of fresh objects (loading the config
-    files, reading every row) triggers it uselessly."""
-    was_enabled = gc.isenabled()
-    gc.disable()
+    files, reading every row) triggers it uselessly. Blocks may overlap across threads."""
+    with _Pauses.lock:
+        if _Pauses.open == 0:
+            _Pauses.was_enabled = gc.isenabled()
+            gc.disable()
+        _Pauses.open += 1
     try:
         yield
     finally:
-        if was_enabled:
-            gc.enable()
+        with _Pauses.lock:
+            _Pauses.open -= 1
+            if _Pauses.open == 0 and _Pauses.was_enabled:
+                gc.enable()
