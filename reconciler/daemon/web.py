@@ -267,13 +267,13 @@ def _add_api(app: FastAPI, engine: Engine, state: DaemonState) -> None:
     @app.get("/api/v1/revisions", tags=["api"])
     async def api_revisions(limit: int = Query(20, ge=1, le=500)) -> list[dict[str, Any]]:
         """The latest applies, newest first."""
-        rows = await asyncio.to_thread(stored.revisions, engine, limit)
+        rows = await asyncio.to_thread(stored.revisions, engine, limit, check_schema=False)
         return [jsonable(row) for row in rows]
 
     @app.get("/api/v1/jobs", tags=["api"])
     async def api_jobs(limit: int = Query(20, ge=1, le=500)) -> dict[str, Any]:
         """The scoring queue: jobs by task and status, and the latest dead jobs."""
-        counted, dead = await asyncio.to_thread(queue.summary, engine, limit)
+        counted, dead = await asyncio.to_thread(queue.summary, engine, limit, check_schema=False)
         tasks: dict[str, dict[str, int]] = {}
         for (task, status), n in counted.items():
             tasks.setdefault(task, {})[status] = n

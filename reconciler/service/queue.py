@@ -88,9 +88,13 @@ def enqueue(engine: Engine, task: str, items: Sequence[tuple[str, dict[str, Any]
     return Enqueued(added, skipped)
 
 
-def summary(engine: Engine, dead_limit: int) -> tuple[dict[tuple[str, str], int], list[Any]]:
-    """Jobs by (task, status), and the latest `dead_limit` dead jobs."""
-    revision.require_current(engine)
+def summary(
+    engine: Engine, dead_limit: int, *, check_schema: bool = True
+) -> tuple[dict[tuple[str, str], int], list[Any]]:
+    """Jobs by (task, status), and the latest `dead_limit` dead jobs (`check_schema` as for
+    `state.revisions`)."""
+    if check_schema:
+        revision.require_current(engine)
     with engine.connect() as conn:
         return queue_reads.counts(conn), queue_reads.dead_jobs(conn, dead_limit)
 

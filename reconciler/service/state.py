@@ -35,9 +35,12 @@ def export(engine: Engine) -> tuple[dict[str, bytes], list[str]]:
     return export_files(observed(engine), load_registry())
 
 
-def revisions(engine: Engine, limit: int) -> list[dict[str, Any]]:
-    """The last `limit` applies that changed something, newest first."""
-    revision.require_current(engine)
+def revisions(engine: Engine, limit: int, *, check_schema: bool = True) -> list[dict[str, Any]]:
+    """The last `limit` applies that changed something, newest first. `check_schema=False`
+    for a process that checked the schema when it started (the daemon reports a later change
+    itself)."""
+    if check_schema:
+        revision.require_current(engine)
     with engine.connect() as conn:
         return store.list_revisions(conn, limit)
 
