@@ -203,18 +203,26 @@ def _marks_written(ago_s: float) -> follow.Marks:
     return (("routes.yaml", 10, 1, at - 5 * 10**9, at),)  # renamed `ago_s` ago, written before
 
 
-def test_the_quiet_period_counts_from_the_newest_write_or_rename() -> None:
-    assert follow._quiet_left(_marks_written(1.0)) == 0.0  # long settled: no wait
-    left = follow._quiet_left(_marks_written(0.010))
-    assert 0 < left <= follow.QUIET_S - 0.010  # the rest of the period only
-    assert follow._quiet_left(_marks_written(-60.0)) == follow.QUIET_S  # a clock ahead: all of it
-    assert follow._quiet_left(None) == follow.QUIET_S  # files that could not be marked
+def _ago(seconds: float) -> int:
+    return time.time_ns() - int(seconds * 1e9)
+
+
+def test_the_quiet_period_counts_from_the_newest_write_and_from_the_read() -> None:
+    long_ago = _ago(1.0)
+    assert follow._quiet_left(_marks_written(1.0), long_ago) == 0.0  # long settled: no wait
+    left = follow._quiet_left(_marks_written(0.010), long_ago)
+    assert 0 < left <= follow.QUIET_S - 0.010  # the rest of the period after the write only
+    # Written long ago but read just now: the wait after the read still runs.
+    assert 0 < follow._quiet_left(_marks_written(1.0), _ago(0.0)) <= follow.AFTER_READ_S
+    future = _marks_written(-60.0)  # a clock ahead: all of it
+    assert follow._quiet_left(future, long_ago) == follow.QUIET_S
+    assert follow._quiet_left(None, long_ago) == follow.QUIET_S  # files that could not be marked
 
 
 def test_a_deletion_counts_as_a_write_for_the_quiet_period(tmp_path: Path) -> None:
     for name in ("a.yaml", "b.yaml"):
         (tmp_path / name).write_bytes(FIRST)
     time.sleep(2 * follow.QUIET_S)  # both files are older than the quiet period
-    assert follow._quiet_left(follow._marks(tmp_path)) == 0.0
+    assert follow._quiet_left(follow._marks(tmp_path), _ago(1.0)) == 0.0
     (tmp_path / "a.yaml").unlink()  # say, the first step of a checkout: more may follow
-    assert follow._quiet_left(follow._marks(tmp_path)) > 0.0
+    assert follow._quiet_left(follow._marks(tmp_path), _ago(1.0)) > 0.0

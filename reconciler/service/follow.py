@@ -6,9 +6,8 @@ written for QUIET_S. The watcher already waits for a pause in the events; this c
 that pauses without any. The size, inode and modification and change times of each file and of
 each directory holding one (their marks; a deletion or a rename moves a directory's times) are
 taken before the read; the daemon waits until QUIET_S has passed since the newest of those
-times, then takes them again: unchanged, the read stands. An editor's save is a write and a
-rename; by the time the watcher reports it, part of the quiet period has passed already, and
-the files are validated during the rest.
+times, and AFTER_READ_S since its read, then takes them again: unchanged, the read stands. The
+files are validated during the wait.
 """
 
 from __future__ import annotations
@@ -36,6 +35,9 @@ Marks = tuple[tuple[str, int, int, int, int], ...]
 
 # From the newest write: saves a few tens of milliseconds apart (a script, a checkout) are one.
 QUIET_S = 0.040
+# And from the daemon's read: a machine slow enough to delay the writer delays the watcher too,
+# so the wait stretches with the load, as the writer's pauses do.
+AFTER_READ_S = 0.025
 MAX_SETTLE_ROUNDS = 40
 
 
@@ -102,7 +104,7 @@ async def settled(
     read = await asyncio.to_thread(_read_marked, directory)
     loading = _load_soon(loader, read, known)
     for _ in range(MAX_SETTLE_ROUNDS):
-        await asyncio.sleep(_quiet_left(read.marks))
+        await asyncio.sleep(_quiet_left(read.marks, read.at))
         if stop.is_set():
             break
         woke = wake.is_set()
@@ -124,14 +126,16 @@ class _Read(NamedTuple):
     marks: Marks | None
     sources: Sources
     digest: str
+    at: int  # time.time_ns() when the read began
 
 
 def _read_marked(directory: Path) -> _Read:
     """The files' marks, taken before they are read; the files as `read` returns them; their
-    digest (hashed here, off the event loop)."""
+    digest (hashed here, off the event loop); when the read began."""
+    at = time.time_ns()
     marks = _marks(directory)
     sources = read(directory)
-    return _Read(marks, sources, digest(sources))
+    return _Read(marks, sources, digest(sources), at)
 
 
 def _load_soon(
@@ -149,14 +153,19 @@ async def discard(loading: asyncio.Task[DesiredState] | None) -> None:
             await loading
 
 
-def _quiet_left(marks: Marks | None) -> float:
-    """Seconds until QUIET_S will have passed since the newest write (or rename) of a file;
-    QUIET_S when the files could not be marked or one seems written in the future."""
+def _quiet_left(marks: Marks | None, read_at: int) -> float:
+    """Seconds until QUIET_S will have passed since the newest write (or rename) among the
+    marks, and AFTER_READ_S since `read_at`; all of QUIET_S when the files could not be marked
+    or one seems written in the future."""
+    now = time.time_ns()
+    after_read = AFTER_READ_S - (now - read_at) / 1e9
     if not marks:
         return QUIET_S
     newest = max(max(mark[3], mark[4]) for mark in marks)
-    left = QUIET_S - (time.time_ns() - newest) / 1e9
-    return QUIET_S if left > QUIET_S else max(0.0, left)
+    after_write = QUIET_S - (now - newest) / 1e9
+    if after_write > QUIET_S:
+        return QUIET_S
+    return max(0.0, after_write, after_read)
 
 
 def _marks(directory: Path) -> Marks | None:
