@@ -81,10 +81,9 @@ class ReconcileWorker:
         self._failures = 0
         self._reported: str | None = None  # the content whose problem was last logged
         self._changed_at = 0.0  # when the files' content last changed (monotonic)
-        # What the files declared at the last apply (provider names, route tasks): a deletion
-        # needs one of these to be gone.
-        self._applied_keys: tuple[frozenset[str], frozenset[str]] | None = None
-        self._applied_state: DesiredState | None = None  # what the timer compares rows with
+        # What the files declared at the last apply: a deletion needs one of its keys to be
+        # gone, and the resync timer compares the rows with it.
+        self._applied_state: DesiredState | None = None
         self._waiting: str | None = None  # the content whose deletions were last said to wait
         self.view = reconcile.AppliedView()
         # Called after every apply with the rows it wrote: (kind, name).
@@ -181,11 +180,10 @@ class ReconcileWorker:
             if digest == self.state.applied_digest and not resync and self.state.error is None:
                 await follow.discard(loading)
                 return None  # an event that changed nothing: same bytes as applied
-            if loading is None:
-                loading = asyncio.ensure_future(
-                    asyncio.to_thread(follow.load, self.loader, sources)
-                )
-            desired = await loading
+            if loading is not None:  # validated while the files settled
+                desired = await loading
+            else:
+                desired = await asyncio.to_thread(follow.load, self.loader, sources)
             self.metrics.config_valid.set(1)
             wait = await self._reconcile(desired, digest, resync)
             if wait is not None:
@@ -218,10 +216,12 @@ class ReconcileWorker:
         remaining = DELETE_SETTLE_S - (time.monotonic() - self._changed_at)
         if remaining <= 0:
             return None
-        if self._applied_keys is not None:
-            providers, routes = self._applied_keys
-            if providers <= desired.providers.keys() and routes <= desired.routes.keys():
-                return None  # nothing the files declared before is gone: no deletion to hold
+        applied = self._applied_state
+        if applied is not None and (
+            applied.providers.keys() <= desired.providers.keys()
+            and applied.routes.keys() <= desired.routes.keys()
+        ):
+            return None  # nothing the files declared before is gone: no deletion to hold
         plan = await asyncio.to_thread(reconcile.plan, self.engine, desired)
         deletes = plan.count(Op.delete)
         if not deletes:
@@ -261,7 +261,6 @@ class ReconcileWorker:
         else:
             self.metrics.runs.labels("unchanged").inc()
         self._done(digest, result.plan)
-        self._applied_keys = (frozenset(desired.providers), frozenset(desired.routes))
         self._applied_state = desired
         return None
 
