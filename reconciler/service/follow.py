@@ -101,25 +101,25 @@ async def settled(
     unless their digest is `known` (already applied): when they hold, the load is done too.
     """
     wake.clear()
-    read = await asyncio.to_thread(_read_marked, directory)
-    loading = _load_soon(loader, read, known)
+    current = await asyncio.to_thread(_read_marked, directory)
+    loading = _load_soon(loader, current, known)
     for _ in range(MAX_SETTLE_ROUNDS):
-        await asyncio.sleep(_quiet_left(read.marks, read.at))
+        await asyncio.sleep(_quiet_left(current.marks, current.at))
         if stop.is_set():
             break
         woke = wake.is_set()
         wake.clear()
-        marked = not woke and read.marks is not None
-        if marked and await asyncio.to_thread(_marks, directory) == read.marks:
-            return Settled(read.sources, read.digest, loading)
+        marked = not woke and current.marks is not None
+        if marked and await asyncio.to_thread(_marks, directory) == current.marks:
+            return Settled(current.sources, current.digest, loading)
         # More events, a change, or files that could not all be marked (their content tells).
-        previous = read.digest
+        previous = current.digest
         await discard(loading)  # the loader serves one load at a time
-        read = await asyncio.to_thread(_read_marked, directory)
-        loading = _load_soon(loader, read, known)
-        if not woke and read.marks is None and read.digest == previous:
-            return Settled(read.sources, read.digest, loading)
-    return Settled(read.sources, read.digest, loading)
+        current = await asyncio.to_thread(_read_marked, directory)
+        loading = _load_soon(loader, current, known)
+        if not woke and current.marks is None and current.digest == previous:
+            return Settled(current.sources, current.digest, loading)
+    return Settled(current.sources, current.digest, loading)
 
 
 class _Read(NamedTuple):
