@@ -274,10 +274,7 @@ def _add_api(app: FastAPI, engine: Engine, state: DaemonState) -> None:
     async def api_jobs(limit: int = Query(20, ge=1, le=500)) -> dict[str, Any]:
         """The scoring queue: jobs by task and status, and the latest dead jobs."""
         counted, dead = await asyncio.to_thread(queue.summary, engine, limit, check_schema=False)
-        tasks: dict[str, dict[str, int]] = {}
-        for (task, status), n in counted.items():
-            tasks.setdefault(task, {})[status] = n
-        return {"tasks": tasks, "dead": [jsonable(d) for d in dead]}
+        return {"tasks": queue.by_task(counted), "dead": [jsonable(d) for d in dead]}
 
 
 def _ping(engine: Engine) -> tuple[bool, str]:

@@ -56,9 +56,7 @@ def overview(engine: Engine, window_s: float, dead_limit: int) -> QueueView:
         since = at - timedelta(seconds=window_s)
         recent = {f.task: f for f in queue_reads.finished_since(conn, since)}
         dead = queue_reads.dead_jobs(conn, dead_limit)
-    statuses: dict[str, dict[str, int]] = {}
-    for (task, status), n in counted.items():
-        statuses.setdefault(task, {})[status] = n
+    statuses = by_task(counted)
     tasks = []
     for task in sorted(statuses.keys() | recent.keys()):
         finished = recent.get(task)
@@ -72,6 +70,14 @@ def overview(engine: Engine, window_s: float, dead_limit: int) -> QueueView:
             )
         )
     return QueueView(at, window_s, tasks, dead)
+
+
+def by_task(counted: dict[tuple[str, str], int]) -> dict[str, dict[str, int]]:
+    """Job counts by (task, status) as {task: {status: count}}."""
+    tasks: dict[str, dict[str, int]] = {}
+    for (task, status), n in counted.items():
+        tasks.setdefault(task, {})[status] = n
+    return tasks
 
 
 def routed_tasks(engine: Engine) -> list[str]:
