@@ -73,8 +73,10 @@ def test_with_nothing_drifted_the_timer_only_rereads_the_files(
     engine: Engine, write_config: Callable[..., Path]
 ) -> None:
     worker = _applied(engine, write_config)
+    gc.unfreeze()
     pokes = _pokes(worker, checks=3)
     assert pokes and not any(pokes)  # a plain read of the files each time, never a resync
+    assert gc.get_freeze_count() > 0  # and each tick left the heap collected and frozen
 
 
 def test_a_hand_edit_makes_the_timer_ask_for_a_resync_which_corrects_it(
