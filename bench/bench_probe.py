@@ -134,16 +134,20 @@ class Rounds:
         self.loop.close()
 
 
-def _cases(quick: bool) -> list[tuple[str, int, int]]:
-    """(kind, providers, hung) of each case: 10% hung, or none."""
+def _cases(quick: bool) -> list[tuple[str, int, int, str]]:
+    """(kind, providers, hung, suffix) of each case: 10% hung, or none.
+
+    The hung providers come first in the prober's list, or last for the `hung-last` case.
+    """
     sizes = (200,) if quick else (100, 1_000)
     cases = [
-        (kind, count, hung)
+        (kind, count, hung, "/hung" if hung else "")
         for count in sizes
         for kind, hung in (("ollama", count // 10), ("ollama", 0), ("openai", 0))
     ]
     if not quick:
-        cases.insert(3, ("ollama", 200, 0))
+        cases.insert(3, ("ollama", 200, 0, ""))
+        cases.insert(5, ("ollama", 1_000, 100, "/hung-last"))
     return cases
 
 
@@ -154,7 +158,8 @@ def run(options: Options) -> Report:
         notes=[
             f"probe timeout {TIMEOUT_S:g} s; hung providers accept and never answer. cold: a "
             "round with new clients (`status --probe`); round: a steady round of the daemon's "
-            "prober. x timeout: round / probe timeout (target: 1.5 or less).",
+            "prober. x timeout: round / probe timeout (target: 1.5 or less). The hung providers "
+            "come first in the prober's list, last in `hung-last`.",
             "floor: the GETs of a steady probe sent by plain httpx on kept clients, one after "
             f"the other per provider, same concurrency ({DEFAULT_CONCURRENCY}): /api/tags and "
             "/api/ps for Ollama (a steady probe reads /api/version too every "
@@ -163,8 +168,8 @@ def run(options: Options) -> Report:
             "a cold / steady round (a shortfall is a false timeout).",
         ],
     )
-    for kind, count, hung in _cases(options.quick):
-        case = f"{NAME}/{kind}/{count}" + ("/hung" if hung else "")
+    for kind, count, hung, suffix in _cases(options.quick):
+        case = f"{NAME}/{kind}/{count}{suffix}"
         if options.selected(case):
             progress(f"{case} ...")
             report.rows.append(_case(case, kind, count, hung, options))
@@ -174,7 +179,8 @@ def run(options: Options) -> Report:
 def _case(case: str, kind: str, count: int, hung: int, options: Options) -> list[str]:
     healthy = count - hung
     floor_paths = STEADY_PATHS[kind]
-    with fake_providers(kind, count, hung) as urls:
+    with fake_providers(kind, count, hung) as served:
+        urls = served[hung:] + served[:hung] if case.endswith("/hung-last") else served
         rounds = Rounds(_targets(kind, urls), urls)
         try:
             cold_ok: list[int] = []

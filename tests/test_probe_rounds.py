@@ -119,3 +119,33 @@ def test_a_probe_keeps_its_connections_from_one_round_to_the_next(
     first, second = asyncio.run(two_rounds())
     assert first >= 1
     assert second == first  # not one new connection for the second round
+
+
+def test_a_provider_that_timed_out_is_probed_first_in_the_next_round(fake: FakeServer) -> None:
+    """Its deadline then runs while the others are probed, not after them all."""
+    names = ["a", "b", "c", "stuck"]
+    targets = [target(n, fake.add(n, models=[LLAMA], hang=n == "stuck"), 0.5) for n in names]
+
+    async def run() -> list[tuple[list[str], dict[str, ProbeReport]]]:
+        prober = Prober(env={}, concurrency=1)  # one slot: the order of the first requests
+        found = []
+        try:
+            for round_number in range(4):
+                if round_number == 2:
+                    fake.behaviours["stuck"].hang = False  # it recovers
+                start = len(fake.requests)
+                reports = await prober.probe_all(targets)
+                order = list(dict.fromkeys(r.provider for r in fake.requests[start:]))
+                found.append((order, reports))
+        finally:
+            await prober.aclose()
+        return found
+
+    (first, reports1), (second, reports2), (third, reports3), (fourth, _) = asyncio.run(run())
+    assert first == names  # nothing known yet: the list's order
+    assert reports1["stuck"].reason is not None and reports1["stuck"].reason.value == "timeout"
+    assert second == ["stuck", "a", "b", "c"]
+    assert reports2["stuck"].reason is not None
+    assert third[0] == "stuck" and reports3["stuck"].ok  # still first: it timed out last time
+    assert fourth == names  # answered last time: back in its place
+    assert all(reports[n].ok for reports in (reports1, reports2) for n in "abc")

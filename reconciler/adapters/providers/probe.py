@@ -98,12 +98,22 @@ class Prober:
         self._semaphore = asyncio.Semaphore(concurrency)
         self._clients: dict[str, tuple[ProviderSpec, httpx.AsyncClient]] = {}
         self._memory: dict[str, dict[str, object]] = {}
+        self._timed_out: set[str] = set()
 
     async def probe_all(self, targets: Iterable[Target]) -> dict[str, ProbeReport]:
-        """Probe every target concurrently; a report for each, never an exception."""
-        targets = list(targets)
+        """Probe every target concurrently; a report for each, never an exception.
+
+        Those whose last probe timed out take the first slots: a provider that hangs
+        again then waits out its deadline while the others are probed, not after them.
+        """
+        targets = sorted(targets, key=lambda t: t.name not in self._timed_out)
         await self._forget_others({t.name for t in targets})
         reports = await asyncio.gather(*(self._probe_one(t) for t in targets))
+        for report in reports:
+            if report.reason is Reason.timeout:
+                self._timed_out.add(report.provider)
+            else:
+                self._timed_out.discard(report.provider)
         return {report.provider: report for report in reports}
 
     async def aclose(self) -> None:
@@ -113,6 +123,7 @@ class Prober:
         for name in [n for n in self._clients if n not in keep]:
             _, client = self._clients.pop(name)
             self._memory.pop(name, None)
+            self._timed_out.discard(name)
             await client.aclose()
 
     async def _client(self, target: Target) -> httpx.AsyncClient:
