@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -149,3 +150,27 @@ def test_a_provider_that_timed_out_is_probed_first_in_the_next_round(fake: FakeS
     assert third[0] == "stuck" and reports3["stuck"].ok  # still first: it timed out last time
     assert fourth == names  # answered last time: back in its place
     assert all(reports[n].ok for reports in (reports1, reports2) for n in "abc")
+
+
+def test_providers_that_timed_out_hand_their_slots_on_at_once(fake: FakeServer) -> None:
+    """Five hung providers ahead of a healthy one, one slot: each used to hold the slot for
+    SLOT_HOLD_S (0.5 s in all) before the healthy provider's turn; a suspect hands it on as soon
+    as the loop is seen idle."""
+    names = [f"stuck{i}" for i in range(5)]
+    targets = [target(n, fake.add(n, models=[LLAMA], hang=True), 1.0) for n in names]
+    targets.append(target("ok", fake.add("ok", models=[LLAMA]), 1.0))
+
+    async def run() -> tuple[datetime, dict[str, ProbeReport]]:
+        prober = Prober(env={}, concurrency=1)
+        try:
+            await prober.probe_all(targets)  # learns which ones time out
+            started = datetime.now(UTC)
+            return started, await prober.probe_all(targets)
+        finally:
+            await prober.aclose()
+
+    started, reports = asyncio.run(run())
+    assert reports["ok"].ok
+    assert all(reports[n].reason is not None for n in names)
+    waited = (reports["ok"].checked_at - started).total_seconds()
+    assert waited < 0.4, f"the healthy provider waited {waited:.2f} s for a slot"

@@ -39,26 +39,30 @@ DEFAULT_CONCURRENCY = 32
 # server closed meanwhile is seen as such and not reused.
 KEEPALIVE_S = 300.0
 SLOT_HOLD_S = 0.1
+# A provider whose last probe timed out is likely waiting on its server again: its slot is
+# checked sooner, so that the hung ones of a round start their deadlines together.
+SUSPECT_HOLD_S = 0.01
 LOOP_LAG_S = 0.02
 
 
 class _Slot:
     """A semaphore slot, handed on once its probe is waiting on the server rather than on us.
 
-    Every SLOT_HOLD_S the slot checks how late its timer fired: late means this event loop is
+    Every `hold_s` the slot checks how late its timer fired: late means this event loop is
     busy (the probes in flight are competing for it), so the slot is kept and more probes would
     only slow each other into false timeouts; on time means the loop is idle and this probe is
     waiting on its server, so the slot goes to the next probe.
     """
 
-    def __init__(self, semaphore: asyncio.Semaphore) -> None:
+    def __init__(self, semaphore: asyncio.Semaphore, hold_s: float = SLOT_HOLD_S) -> None:
         self._semaphore: asyncio.Semaphore | None = semaphore
+        self._hold_s = hold_s
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._arm()
 
     def _arm(self) -> None:
-        due = self._loop.time() + SLOT_HOLD_S
+        due = self._loop.time() + self._hold_s
         self._timer = self._loop.call_at(due, self._check, due)
 
     def _check(self, due: float) -> None:
@@ -139,7 +143,8 @@ class Prober:
 
     async def _probe_one(self, target: Target) -> ProbeReport:
         await self._semaphore.acquire()
-        slot = _Slot(self._semaphore)
+        suspect = target.name in self._timed_out
+        slot = _Slot(self._semaphore, SUSPECT_HOLD_S if suspect else SLOT_HOLD_S)
         try:
             return await self._timed(target)
         finally:
