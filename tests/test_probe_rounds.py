@@ -1,5 +1,5 @@
-"""What a steady Ollama probe reads, how its concurrent reads end when one fails, and that its
-connections last from one round to the next."""
+"""What a steady Ollama probe reads, in what order, that its connections last from one round to
+the next, and how a round orders providers that timed out."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from httpcore._async import http11
 
-from reconciler.adapters.providers.ollama import VERSION_EVERY, _alongside
+from reconciler.adapters.providers.ollama import VERSION_EVERY
 from reconciler.adapters.providers.probe import Prober, Target
 from reconciler.core.readiness import ProbeReport
 from reconciler.core.spec import OllamaProvider
@@ -53,45 +53,6 @@ def test_the_version_is_read_again_every_version_every_rounds(fake: FakeServer) 
     assert paths.count("/api/version") == 2  # the first round and round VERSION_EVERY + 1
     assert paths.count("/api/tags") == paths.count("/api/ps") == VERSION_EVERY + 1
     assert paths.count("/api/show") == 1
-
-
-def test_when_the_awaited_read_fails_the_other_is_cancelled_not_left_running() -> None:
-    cancelled = asyncio.Event()
-
-    async def never() -> str:
-        try:
-            await asyncio.sleep(3600)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return "never"
-
-    async def failing() -> str:
-        await asyncio.sleep(0.01)
-        raise RuntimeError("tags failed")
-
-    async def run() -> tuple[str, int]:
-        try:
-            await _alongside(never(), failing())
-        except RuntimeError as exc:
-            await asyncio.wait_for(cancelled.wait(), 1.0)
-            await asyncio.sleep(0)
-            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            return str(exc), len(others)
-        return "no failure", -1
-
-    assert asyncio.run(run()) == ("tags failed", 0)
-
-
-def test_both_results_come_back_in_order() -> None:
-    async def value(result: str, delay: float) -> str:
-        await asyncio.sleep(delay)
-        return result
-
-    async def run() -> tuple[str, str]:
-        return await _alongside(value("side", 0.02), value("main", 0.0))
-
-    assert asyncio.run(run()) == ("side", "main")
 
 
 def test_a_probe_keeps_its_connections_from_one_round_to_the_next(
