@@ -55,6 +55,18 @@ def test_the_version_is_read_again_every_version_every_rounds(fake: FakeServer) 
     assert paths.count("/api/show") == 1
 
 
+def test_a_probe_reads_one_after_the_other_on_one_connection(fake: FakeServer) -> None:
+    """One socket per provider, not one per read."""
+    url = fake.add("local", models=[LLAMA])
+    found = rounds([target("local", url, 3.0)], 2)
+    assert all(f["local"].ok for f in found)
+    assert fake.paths("local") == [
+        "/api/version", "/api/tags", "/api/ps", "/api/show",  # the first round learns
+        "/api/tags", "/api/ps",  # a steady round
+    ]  # fmt: skip
+    assert fake.connections["local"] == 1
+
+
 def test_a_probe_keeps_its_connections_from_one_round_to_the_next(
     fake: FakeServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -83,40 +95,63 @@ def test_a_probe_keeps_its_connections_from_one_round_to_the_next(
     assert second == first  # not one new connection for the second round
 
 
+def _order(reports: dict[str, ProbeReport]) -> list[str]:
+    """The providers in the order their probes got a slot (each report's start)."""
+    return sorted(reports, key=lambda name: reports[name].checked_at)
+
+
 def test_a_provider_that_timed_out_is_probed_first_in_the_next_round(fake: FakeServer) -> None:
     """Its deadline then runs while the others are probed, not after them all."""
     names = ["a", "b", "c", "stuck"]
     targets = [target(n, fake.add(n, models=[LLAMA], hang=n == "stuck"), 0.5) for n in names]
 
-    async def run() -> list[tuple[list[str], dict[str, ProbeReport]]]:
-        prober = Prober(env={}, concurrency=1)  # one slot: the order of the first requests
+    async def run() -> list[dict[str, ProbeReport]]:
+        prober = Prober(env={}, concurrency=1)  # one slot: probes start one after the other
         found = []
         try:
             for round_number in range(4):
                 if round_number == 2:
                     fake.behaviours["stuck"].hang = False  # it recovers
-                start = len(fake.requests)
-                reports = await prober.probe_all(targets)
-                order = list(dict.fromkeys(r.provider for r in fake.requests[start:]))
-                found.append((order, reports))
+                found.append(await prober.probe_all(targets))
         finally:
             await prober.aclose()
         return found
 
-    (first, reports1), (second, reports2), (third, reports3), (fourth, _) = asyncio.run(run())
-    assert first == names  # nothing known yet: the list's order
-    assert reports1["stuck"].reason is not None and reports1["stuck"].reason.value == "timeout"
-    assert second == ["stuck", "a", "b", "c"]
-    assert reports2["stuck"].reason is not None
-    assert third[0] == "stuck" and reports3["stuck"].ok  # still first: it timed out last time
-    assert fourth == names  # answered last time: back in its place
-    assert all(reports[n].ok for reports in (reports1, reports2) for n in "abc")
+    first, second, third, fourth = asyncio.run(run())
+    assert _order(first) == names  # nothing known yet: the list's order
+    assert first["stuck"].reason is not None and first["stuck"].reason.value == "timeout"
+    assert _order(second) == ["stuck", "a", "b", "c"]
+    assert second["stuck"].reason is not None
+    assert _order(third)[0] == "stuck" and third["stuck"].ok  # it timed out last time
+    assert _order(fourth) == names  # answered last time: back in its place
+    assert all(reports[n].ok for reports in (first, second) for n in "abc")
+
+
+def test_a_partial_round_keeps_what_the_prober_knows_of_the_others(fake: FakeServer) -> None:
+    """After an apply the daemon probes only the touched tasks' providers: the others keep
+    their connections and their place at the front."""
+    names = ["a", "stuck"]
+    targets = [target(n, fake.add(n, models=[LLAMA], hang=n == "stuck"), 0.5) for n in names]
+
+    async def run() -> dict[str, ProbeReport]:
+        prober = Prober(env={}, concurrency=1)
+        try:
+            await prober.probe_all(targets)
+            await prober.probe_all(targets[:1], partial=True)  # only "a"
+            return await prober.probe_all(targets)
+        finally:
+            await prober.aclose()
+
+    reports = asyncio.run(run())
+    assert _order(reports) == ["stuck", "a"]
+    assert reports["a"].ok
+    assert fake.connections["a"] == 1  # one connection for all three rounds
 
 
 def test_providers_that_timed_out_hand_their_slots_on_at_once(fake: FakeServer) -> None:
     """Five hung providers ahead of a healthy one, one slot: each used to hold the slot for
-    SLOT_HOLD_S (0.5 s in all) before the healthy provider's turn; a suspect hands it on as soon
-    as the loop is seen idle."""
+    SLOT_HOLD_S (0.5 s in all) before the healthy provider's turn; a suspect hands it on after
+    SUSPECT_HOLD_S (10 ms) of an idle loop."""
     names = [f"stuck{i}" for i in range(5)]
     targets = [target(n, fake.add(n, models=[LLAMA], hang=True), 1.0) for n in names]
     targets.append(target("ok", fake.add("ok", models=[LLAMA]), 1.0))

@@ -149,7 +149,7 @@ class ReadinessLoop:
         if not tasks:
             return kept
         narrowed = readiness.only(inputs, tasks)
-        reports = await readiness.probe(narrowed, prober)
+        reports = await readiness.probe(narrowed, prober, partial=True)
         self._observe(reports)
         found = readiness.decide(narrowed, reports, datetime.now(UTC))
         await asyncio.to_thread(readiness.save_some, self.engine, tasks, found)

@@ -31,8 +31,9 @@ from reconciler.core.spec import ProviderSpec
 
 log = logging.getLogger(__name__)
 # Probes doing work at once: few enough that a probe's deadline is not eaten by the others' CPU
-# work in this event loop. A probe still waiting after SLOT_HOLD_S hands its slot on, so hung
-# providers wait out their deadlines side by side without holding up the healthy ones.
+# work in this event loop. A probe still waiting after SLOT_HOLD_S (SUSPECT_HOLD_S when its
+# last probe timed out) hands its slot on, so hung providers wait out their deadlines side by
+# side without holding up the healthy ones.
 DEFAULT_CONCURRENCY = 32
 # A probe's connections are kept from one round to the next (the daemon's rounds are 30 s apart
 # by default): otherwise every round opens a new connection to every provider. A connection the
@@ -40,7 +41,8 @@ DEFAULT_CONCURRENCY = 32
 KEEPALIVE_S = 300.0
 SLOT_HOLD_S = 0.1
 # A provider whose last probe timed out is likely waiting on its server again: its slot is
-# checked sooner, so that the hung ones of a round start their deadlines together.
+# checked sooner, so that the hung ones of a round start their deadlines together. When every
+# provider timed out (an outage), the lateness check still bounds how many run at once.
 SUSPECT_HOLD_S = 0.01
 LOOP_LAG_S = 0.02
 
@@ -104,14 +106,19 @@ class Prober:
         self._memory: dict[str, dict[str, object]] = {}
         self._timed_out: set[str] = set()
 
-    async def probe_all(self, targets: Iterable[Target]) -> dict[str, ProbeReport]:
+    async def probe_all(
+        self, targets: Iterable[Target], *, partial: bool = False
+    ) -> dict[str, ProbeReport]:
         """Probe every target concurrently; a report for each, never an exception.
 
         Those whose last probe timed out take the first slots: a provider that hangs
-        again then waits out its deadline while the others are probed, not after them.
+        again then waits out its deadline while the others are probed, not after them. A full
+        round forgets the providers it was not given; a `partial` one (some tasks, after an
+        apply) keeps what it knows of them: their connections, memory and last timeouts.
         """
         targets = sorted(targets, key=lambda t: t.name not in self._timed_out)
-        await self._forget_others({t.name for t in targets})
+        if not partial:
+            await self._forget_others({t.name for t in targets})
         reports = await asyncio.gather(*(self._probe_one(t) for t in targets))
         for report in reports:
             if report.reason is Reason.timeout:
@@ -134,9 +141,10 @@ class Prober:
         held = self._clients.get(target.name)
         if held is not None and held[0] == target.spec:
             return held[1]
-        if held is not None:
+        if held is not None:  # a new endpoint: nothing learned of the old one holds
             await held[1].aclose()
             self._memory.pop(target.name, None)
+            self._timed_out.discard(target.name)
         client = make_client(target.spec.endpoint, max_connections=4, keepalive_s=KEEPALIVE_S)
         self._clients[target.name] = (target.spec, client)
         return client
