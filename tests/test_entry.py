@@ -7,11 +7,9 @@ collector on; at exit what the command built is frozen, so the final collection 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.cli_checks import python_probe
 from tests.conftest import ROOT
 
 # Runs the entry as the script does, recording the collector's state when the command starts
@@ -33,15 +31,8 @@ main()
 
 
 def _entry(*args: str) -> tuple[int, dict[str, object], str]:
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
-    return done.returncode, json.loads(done.stdout.strip().rsplit("\n", 1)[-1]), done.stderr
+    done, seen = python_probe(PROBE, *args)
+    return done.returncode, seen, done.stderr
 
 
 def test_a_command_runs_with_the_collector_on_and_its_start_up_frozen() -> None:

@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from tests.cli_checks import python_probe
 from tests.conftest import ROOT
 
 HEAVY = ("sqlalchemy", "alembic", "fastapi", "starlette", "uvicorn", "httpx", "httpcore",
@@ -42,17 +43,7 @@ def test_a_command_without_a_database_imports_no_heavy_stack(args: list[str]) ->
     # `--show-completion SHELL` takes its value only with typer's shell detection off; on, it is
     # a flag that asks shellingham, whose answer depends on the processes above this one.
     env = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, *args],
-        input=json.dumps(HEAVY),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        cwd=ROOT,
-        env=env,
-    )
-    result = json.loads(done.stdout.strip().rsplit("\n", 1)[-1])
+    done, result = python_probe(PROBE, *args, input=json.dumps(HEAVY), env=env)
     assert result["code"] == 0, done.stderr
     assert result["heavy"] == [], f"`reconciler {' '.join(args)}` imported {result['heavy']}"
 
@@ -73,15 +64,7 @@ NOT_FOR_A_CHECK = ("rich", "reconciler.cli.state_cmds", "reconciler.cli.queue_cm
 
 def _modules_loaded(args: list[str]) -> tuple[int, set[str], str]:
     """`reconciler ARGS` in a fresh interpreter: its exit code, the modules it loaded, stderr."""
-    done = subprocess.run(
-        [sys.executable, "-c", LIGHT_PROBE, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
-    result = json.loads(done.stdout.strip().rsplit("\n", 1)[-1])
+    done, result = python_probe(LIGHT_PROBE, *args)
     return result["code"], set(result["modules"]), done.stderr
 
 
