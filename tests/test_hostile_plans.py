@@ -8,13 +8,33 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import pytest
 from sqlalchemy import Engine
 
 from tests.builders import ONE_ROUTE_CONFIG
 from tests.cli_checks import DEEP, ESC, Run, assert_one_line_error
 from tests.db_inspect import snapshot
+
+
+class Saved(NamedTuple):
+    path: Path
+    text: str
+    before: dict[str, Any]  # the database's rows when the plan was saved
+
+
+@pytest.fixture
+def saved(
+    rc: Run, engine: Engine, write_config: Callable[..., Path], writes: list[str], tmp_path: Path
+) -> Saved:
+    """The one-route config's plan, saved to plan.json; writes are counted from here on."""
+    path = tmp_path / "plan.json"
+    assert rc(write_config({"config.yaml": ONE_ROUTE_CONFIG}), "plan", "--out", path).code == 0
+    before = snapshot(engine)
+    writes.clear()
+    return Saved(path, path.read_text("utf-8"), before)
+
 
 # --- saved plans: malformed ------------------------------------------------------------------
 
@@ -97,17 +117,11 @@ MALFORMED: list[tuple[str, Callable[[str], str | bytes], str]] = [
 
 
 def test_a_malformed_saved_plan_is_one_line_naming_the_file_and_nothing_is_written(
-    rc: Run, engine: Engine, write_config: Callable[..., Path], writes: list[str], tmp_path: Path
+    rc: Run, engine: Engine, saved: Saved, writes: list[str], tmp_path: Path
 ) -> None:
-    config = write_config({"config.yaml": ONE_ROUTE_CONFIG})
-    saved = tmp_path / "plan.json"
-    assert rc(config, "plan", "--out", saved).code == 0
-    good = saved.read_text("utf-8")
-    before = snapshot(engine)
-    writes.clear()
     for what, make, message in MALFORMED:
         damaged = tmp_path / "damaged.json"
-        content = make(good)
+        content = make(saved.text)
         if isinstance(content, bytes):
             damaged.write_bytes(content)
         else:
@@ -115,8 +129,8 @@ def test_a_malformed_saved_plan_is_one_line_naming_the_file_and_nothing_is_writt
         result = rc(None, "apply", damaged)
         assert_one_line_error(result, str(damaged), message)
         assert "plan" in result.stderr, what
-    assert writes == [] and snapshot(engine) == before
-    assert rc(None, "apply", saved).code == 0  # the good plan still applies
+    assert writes == [] and snapshot(engine) == saved.before
+    assert rc(None, "apply", saved.path).code == 0  # the good plan still applies
 
 
 # --- saved plans: edited into rows the files could never declare -----------------------------
@@ -237,53 +251,41 @@ EDITS: list[tuple[str, Callable[[dict[str, Any]], object], str]] = [
 
 
 def test_an_edited_saved_plan_is_held_to_the_rules_of_the_files_and_nothing_is_written(
-    rc: Run, engine: Engine, write_config: Callable[..., Path], writes: list[str], tmp_path: Path
+    rc: Run, engine: Engine, saved: Saved, writes: list[str], tmp_path: Path
 ) -> None:
-    config = write_config({"config.yaml": ONE_ROUTE_CONFIG})
-    saved = tmp_path / "plan.json"
-    assert rc(config, "plan", "--out", saved).code == 0
-    good = saved.read_text("utf-8")
-    before = snapshot(engine)
-    writes.clear()
     for what, edit, message in EDITS:
         edited = tmp_path / "edited.json"
-        edited.write_text(_edited(good, edit), "utf-8")
+        edited.write_text(_edited(saved.text, edit), "utf-8")
         result = rc(None, "apply", edited)
         assert_one_line_error(result, f"error: {edited}: ", message, "nothing was applied")
         assert "sk-literal" not in result.output, what
-    assert writes == [] and snapshot(engine) == before
-    assert rc(None, "apply", saved).code == 0
+    assert writes == [] and snapshot(engine) == saved.before
+    assert rc(None, "apply", saved.path).code == 0
 
 
 def test_every_problem_of_an_edited_saved_plan_is_one_line_then_a_count(
-    rc: Run, engine: Engine, write_config: Callable[..., Path], writes: list[str], tmp_path: Path
+    rc: Run, engine: Engine, saved: Saved, writes: list[str]
 ) -> None:
-    config = write_config({"config.yaml": ONE_ROUTE_CONFIG})
-    saved = tmp_path / "plan.json"
-    assert rc(config, "plan", "--out", saved).code == 0
-    before = snapshot(engine)
-    writes.clear()
-
     def edit(document: dict[str, Any]) -> None:
         _route(document).update(key=f"BAD KEY{ESC}[31m")
         _route(document)["essence"].update(enabled="yes")
         _endpoint(document).update(timeout_s=-1.0)
 
-    saved.write_text(_edited(saved.read_text("utf-8"), edit), "utf-8")
-    result = rc(None, "apply", saved)
+    saved.path.write_text(_edited(saved.text, edit), "utf-8")
+    result = rc(None, "apply", saved.path)
     assert result.code == 1 and "Traceback" not in result.output and ESC not in result.output
     assert result.stderr.splitlines() == [
-        f"{saved}: the saved plan's provider 'local' is not a valid spec: "
+        f"{saved.path}: the saved plan's provider 'local' is not a valid spec: "
         "endpoint.timeout_s: must be greater than 0",
-        f"{saved}: the saved plan's route 'BAD KEY\\x1b[31m' has an invalid name: use lowercase "
-        "letters, digits, '-', '_' and '.', starting with a letter or digit, at most 63 "
-        "characters",
-        f"{saved}: the saved plan's route 'BAD KEY\\x1b[31m' is not a valid spec: "
+        f"{saved.path}: the saved plan's route 'BAD KEY\\x1b[31m' has an invalid name: "
+        "use lowercase letters, digits, '-', '_' and '.', starting with a letter or digit, at "
+        "most 63 characters",
+        f"{saved.path}: the saved plan's route 'BAD KEY\\x1b[31m' is not a valid spec: "
         "enabled: must be true or false",
-        f"error: 3 problems in {saved}; nothing was applied; make the plan again with "
+        f"error: 3 problems in {saved.path}; nothing was applied; make the plan again with "
         "`reconciler plan --out FILE`",
     ]
-    assert writes == [] and snapshot(engine) == before
+    assert writes == [] and snapshot(engine) == saved.before
 
 
 def test_a_saved_plan_that_creates_a_route_to_a_provider_it_deletes_is_refused(
