@@ -19,8 +19,8 @@ from sqlalchemy import Connection, Engine, text
 from reconciler.adapters.db.apply_lock import APPLY_LOCK_KEY
 from reconciler.adapters.db.engine import make_engine
 from tests.builders import numbered_route_rows, numbered_routes
-from tests.conftest import run_reconciler
-from tests.daemon_harness import Daemons
+from tests.conftest import Result, run_reconciler
+from tests.daemon_harness import Daemon, Daemons
 from tests.db_inspect import managed_state
 
 
@@ -78,6 +78,22 @@ def flock_is_free(path: Path) -> bool:
     return True
 
 
+def assert_clean_exit(daemon: Daemon, code: int, took: float, what: str) -> None:
+    """The signalled daemon exited 0 within 10 s, without a traceback."""
+    print(f"exit {code} {took:.2f}s {what}")
+    assert code == 0, daemon.log()
+    assert took < 10
+    assert "Traceback" not in daemon.log()
+
+
+def apply_at_once(url: str, directory: Path) -> Result:
+    """`reconciler apply --lock-timeout 0`: an apply lock the signalled daemon left behind fails
+    it at once."""
+    return run_reconciler(
+        "--database-url", url, "--config", directory, "apply", "--lock-timeout", "0"
+    )
+
+
 def test_sigterm_while_an_apply_waits_for_the_lock_exits_0_and_writes_nothing(
     start_daemon: Daemons,
     postgres_url: str,
@@ -97,14 +113,8 @@ def test_sigterm_while_an_apply_waits_for_the_lock_exits_0_and_writes_nothing(
             assert managed_state(postgres_url) == before
     finally:
         watcher.dispose()
-    print(f"exit {code} {took:.2f}s after SIGTERM mid-apply")
-    assert code == 0, daemon.log()
-    assert took < 10
-    assert "Traceback" not in daemon.log()
-    # With --lock-timeout 0, an apply lock the signalled daemon left behind fails this at once.
-    result = run_reconciler(
-        "--database-url", postgres_url, "--config", directory, "apply", "--lock-timeout", "0"
-    )
+    assert_clean_exit(daemon, code, took, "after SIGTERM mid-apply")
+    result = apply_at_once(postgres_url, directory)
     assert result.code == 0, result.output
     after = managed_state(postgres_url)
     assert after["generation"] == 2
@@ -128,19 +138,13 @@ def test_sigterm_during_a_5000_route_apply_leaves_the_before_or_the_after_state(
     finally:
         watcher.dispose()
     state = managed_state(postgres_url)
-    print(f"exit {code} {took:.2f}s; generation after the signal: {state['generation']}")
-    assert code == 0, daemon.log()
-    assert took < 10
-    assert "Traceback" not in daemon.log()
+    assert_clean_exit(daemon, code, took, f"; generation after the signal: {state['generation']}")
     if state["generation"] == before["generation"]:
         assert state == before
     else:
         assert state["generation"] == 2
         assert state["routes"] == numbered_route_rows("qwen2.5:7b", 5000)
-    # With --lock-timeout 0, an apply lock the signalled daemon left behind fails this at once.
-    result = run_reconciler(
-        "--database-url", postgres_url, "--config", directory, "apply", "--lock-timeout", "0"
-    )
+    result = apply_at_once(postgres_url, directory)
     assert result.code == 0, result.output
     assert managed_state(postgres_url)["routes"] == numbered_route_rows("qwen2.5:7b", 5000)
 
@@ -165,16 +169,11 @@ def test_sigint_while_a_sqlite_apply_waits_exits_0_and_releases_the_daemon_lock(
         writer.execute("ROLLBACK")
     finally:
         writer.close()
-    print(f"exit {code} {took:.2f}s after SIGINT mid-apply")
-    assert code == 0, daemon.log()
-    assert took < 10
-    assert "Traceback" not in daemon.log()
+    assert_clean_exit(daemon, code, took, "after SIGINT mid-apply")
     assert managed_state(sqlite_url) == before
     assert flock_is_free(daemon_lock)
     started = time.monotonic()
-    result = run_reconciler(
-        "--database-url", sqlite_url, "--config", directory, "apply", "--lock-timeout", "0"
-    )
+    result = apply_at_once(sqlite_url, directory)
     assert result.code == 0, result.output
     assert time.monotonic() - started < 10
     assert managed_state(sqlite_url)["routes"] == numbered_route_rows("qwen2.5:7b", 3)
