@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from tests.builders import numbered_routes, provider_file
+from tests.conftest import run_reconciler
 from tests.daemon_harness import ROOT, Daemons
 from tests.fakeprovider import FakeModel
 
@@ -63,17 +62,12 @@ def test_json_logs_hold_the_http_servers_own_errors_too(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        args = [sys.executable, "-m", "reconciler", "--log-format", "json"]
-        args += ["--database-url", sqlite_url, "--config", str(directory), "run", "--migrate"]
-        proc = subprocess.run(
-            [*args, "--http", f"127.0.0.1:{port}"],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            timeout=30,
-            check=False,
-        )
-    assert proc.returncode == 1
+        proc = run_reconciler(
+            "--log-format", "json", "--database-url", sqlite_url, "--config", directory,
+            "run", "--migrate", "--http", f"127.0.0.1:{port}",
+            cwd=ROOT, timeout=30,
+        )  # fmt: skip
+    assert proc.code == 1
     documents = [json.loads(line) for line in (proc.stdout + proc.stderr).splitlines()]
     assert all(isinstance(d, dict) for d in documents)
     assert any("address already in use" in d["message"] for d in documents), documents

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from tests.cli_checks import python_probe
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_reconciler
 
 HEAVY = ("sqlalchemy", "alembic", "fastapi", "starlette", "uvicorn", "httpx", "httpcore",
          "watchfiles", "prometheus_client", "jsonschema", "psycopg")  # fmt: skip
@@ -121,14 +119,7 @@ def test_every_command_is_registered_by_the_module_the_command_line_loads_for_it
 @pytest.mark.parametrize("command", ["plan", "jobs retry", "db current", "status", "try"])
 def test_a_command_is_found_when_only_its_own_module_is_loaded(command: str) -> None:
     """Without `--help` only the named module loads; the command still parses its options."""
-    done = subprocess.run(
-        [sys.executable, "-m", "reconciler", *command.split(), "--no-such-option"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
-    assert done.returncode == 1
+    done = run_reconciler(*command.split(), "--no-such-option", cwd=ROOT)
+    assert done.code == 1
     assert "No such option: --no-such-option" in done.stderr, done.stderr
     assert "No such command" not in done.stderr
