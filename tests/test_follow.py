@@ -175,6 +175,42 @@ def test_the_files_are_validated_while_they_settle(
     assert desired.digest == ConfigLoader().load(final).digest
 
 
+def test_events_that_change_nothing_leave_the_validation_under_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An editor's swap file, a backup, the resync timer's poke: each wakes the settle, and the
+    files are read again, but content already being validated is not validated again."""
+    (tmp_path / "providers.yaml").write_text(provider_file("http://127.0.0.1:9"))
+    (tmp_path / "routes.yaml").write_text(routes_file())
+    wake = asyncio.Event()
+    reads, loads = 0, 0
+    real_read, real_load = follow.read, follow.load
+
+    def read(path: Path) -> follow.Sources:
+        nonlocal reads
+        reads += 1
+        if reads <= 2:
+            wake.set()  # an event arrives while the files settle
+        return real_read(path)
+
+    def load(loader: ConfigLoader, sources: list[tuple[str, bytes]]) -> DesiredState:
+        nonlocal loads
+        loads += 1
+        return real_load(loader, sources)
+
+    monkeypatch.setattr(follow, "read", read)
+    monkeypatch.setattr(follow, "load", load)
+
+    async def settle() -> DesiredState | None:
+        found = await follow.settled(tmp_path, wake, asyncio.Event(), ConfigLoader())
+        return await found.loading if found.loading is not None else None
+
+    desired = asyncio.run(settle())
+    assert reads == 3
+    assert loads == 1
+    assert desired is not None and "scoring" in desired.routes
+
+
 def test_files_already_applied_are_not_validated_again(tmp_path: Path) -> None:
     (tmp_path / "providers.yaml").write_text(provider_file("http://127.0.0.1:9"))
     (tmp_path / "routes.yaml").write_text(routes_file())

@@ -114,9 +114,10 @@ async def settled(
             return Settled(current.sources, current.digest, loading)
         # More events, a change, or files that could not all be marked (their content tells).
         previous = current.digest
-        await discard(loading)  # the loader serves one load at a time
         current = await asyncio.to_thread(_read_marked, directory)
-        loading = _load_soon(loader, current, known)
+        if current.digest != previous:  # the load under way is of other content: start again
+            await discard(loading)  # the loader serves one load at a time
+            loading = _load_soon(loader, current, known)
         if not woke and current.marks is None and current.digest == previous:
             return Settled(current.sources, current.digest, loading)
     return Settled(current.sources, current.digest, loading)
