@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from pydantic_core import PydanticCustomError
 
 from reconciler.core import jsonsafe
-from reconciler.core.text import bound, escape_control, scrub
+from reconciler.core.text import bound, escape_control
 
 if TYPE_CHECKING:  # imported where used: most configs declare no output schema
     from jsonschema import Draft202012Validator
@@ -180,17 +180,6 @@ def reask_messages(messages: list[dict[str, str]], answer: str, error: str) -> l
         {"role": "assistant", "content": bound(answer, MAX_REASKED_CHARS)},
         {"role": "user", "content": REASK_PROMPT.format(error=error)},
     ]
-
-
-def scrub_answer(value: Any, known: frozenset[str]) -> Any:
-    """An answer with every known secret value cut out of its strings (keys too), however deep."""
-    if isinstance(value, str):
-        return scrub(value, known)
-    if isinstance(value, dict):
-        return {scrub(k, known): scrub_answer(v, known) for k, v in value.items()}
-    if isinstance(value, list):
-        return [scrub_answer(v, known) for v in value]
-    return value
 
 
 def answer_fields(schema: Mapping[str, Any] | None) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 REDACTED = "[redacted]"
 # A secret shorter than this is not cut out of text: a three-letter value would mangle every
@@ -66,3 +67,15 @@ def decode_untrusted(data: bytes, secrets: Iterable[str] = (), limit: int = DEFA
     """`untrusted` for bytes from the wire, decoded leniently; only the head is read."""
     head = data[: limit * 4].decode("utf-8", "replace").strip()
     return untrusted(head, secrets, limit)
+
+
+def scrub_tree(value: Any, known: Iterable[str]) -> Any:
+    """JSON-like `value` with every known secret value cut out of its strings (keys too),
+    however deep."""
+    if isinstance(value, str):
+        return scrub(value, known)
+    if isinstance(value, dict):
+        return {scrub(k, known): scrub_tree(v, known) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_tree(v, known) for v in value]
+    return value

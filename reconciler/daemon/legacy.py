@@ -15,7 +15,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
-from reconciler.daemon.responses import read, scrubbed
+from reconciler.daemon.responses import read
 from reconciler.daemon.state import DaemonState
 from reconciler.service.catalog import (
     Catalog,
@@ -25,6 +25,7 @@ from reconciler.service.catalog import (
     endpoint_fields,
     read_catalog,
 )
+from reconciler.service.redaction import redact_tree
 
 PATH = "/api/ollama/config"
 LEGACY_TASK = "scoring"
@@ -49,13 +50,13 @@ def router(engine: Engine, state: DaemonState) -> APIRouter:
         catalog: Catalog = await read(engine, read_catalog)
         config = legacy_config(catalog)
         if config is None:
-            return JSONResponse(scrubbed(missing_route(state.config_dir)), status_code=404)
-        return JSONResponse(scrubbed(config))
+            return JSONResponse(redact_tree(missing_route(state.config_dir)), status_code=404)
+        return JSONResponse(redact_tree(config))
 
     async def legacy_write() -> JSONResponse:
         """Refused with 409: the settings are managed as code; the answer names what to edit."""
         catalog: Catalog = await read(engine, read_catalog)
-        return JSONResponse(scrubbed(refusal(catalog, state.config_dir)), status_code=CONFLICT)
+        return JSONResponse(redact_tree(refusal(catalog, state.config_dir)), status_code=CONFLICT)
 
     for method in WRITES:  # one operation each, so that every one has its own OpenAPI id
         operation = f"legacy_{method.lower()}"

@@ -28,17 +28,6 @@ def page(html: str) -> HTMLResponse:
     return HTMLResponse(redact(html), headers=PAGE_HEADERS)
 
 
-def scrubbed(value: Any) -> Any:
-    """`value` with every known secret value cut out of its strings, however deep."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {k: scrubbed(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [scrubbed(v) for v in value]
-    return value
-
-
 async def read(engine: Engine, query: Callable[[Connection], Any]) -> Any:
     """`query` on a connection of its own, in a worker thread: the event loop never waits."""
 

@@ -40,13 +40,14 @@ from reconciler.core.text import untrusted
 from reconciler.daemon import api_results, legacy, providers_view
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.page import api_page, status_page
-from reconciler.daemon.responses import jsonable, page, scrubbed
+from reconciler.daemon.responses import jsonable, page
 from reconciler.daemon.state import DaemonState
 from reconciler.errors import StateError
 from reconciler.service import queue
 from reconciler.service import state as stored
 from reconciler.service.catalog import shown_provider_row
 from reconciler.service.readiness import verdict_document
+from reconciler.service.redaction import redact_tree
 
 HEARTBEAT_STALE_S = 10.0
 ANY_HOST = "*"
@@ -199,7 +200,7 @@ def create_app(engine: Engine, state: DaemonState, metrics: Metrics, hosts: Host
             "generation": state.generation,
             "error": state.summary()["error"],
         }
-        return JSONResponse(scrubbed(body), status_code=200 if not reasons else 503)
+        return JSONResponse(redact_tree(body), status_code=200 if not reasons else 503)
 
     @app.get("/readyz/tasks", tags=["health"])
     async def readyz_tasks() -> JSONResponse:
@@ -240,7 +241,7 @@ def _add_api(app: FastAPI, engine: Engine, state: DaemonState) -> None:
     @app.get("/api/v1/status", tags=["api"])
     async def api_status() -> dict[str, Any]:
         """The daemon: its version, leader or not, last apply, current error, drift."""
-        summary: dict[str, Any] = scrubbed({"version": __version__, **state.summary()})
+        summary: dict[str, Any] = redact_tree({"version": __version__, **state.summary()})
         return summary
 
     @app.get("/api/v1/readiness", tags=["api"])

@@ -15,7 +15,7 @@ from reconciler.adapters.db import revision
 from reconciler.adapters.db.queue_store import FINISHED, route_rows
 from reconciler.adapters.plugins import load_registry
 from reconciler.core.scoring import answer_fields as schema_fields
-from reconciler.core.scoring import scrub_answer
+from reconciler.core.text import scrub_tree
 from reconciler.service.ask import Answered, ask_once
 
 __all__ = [
@@ -67,5 +67,5 @@ def try_item(engine: Engine, task: str, payload: dict[str, Any]) -> Answered:
 
 def shown_answer(answered: Answered) -> dict[str, Any]:
     """The answer with every resolved secret value cut out: a model may echo the key back."""
-    shown: dict[str, Any] = scrub_answer(answered.result, secrets.known())
+    shown: dict[str, Any] = scrub_tree(answered.result, secrets.known())
     return shown

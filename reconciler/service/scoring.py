@@ -39,8 +39,8 @@ from reconciler.adapters import secrets
 from reconciler.adapters.db import queue_store as queue
 from reconciler.adapters.db.store import current_generation
 from reconciler.core.registry import ProviderRegistry
-from reconciler.core.scoring import backoff_s, percentile, scrub_answer
-from reconciler.core.text import untrusted
+from reconciler.core.scoring import backoff_s, percentile
+from reconciler.core.text import scrub_tree, untrusted
 from reconciler.service.ask import Answered, Asker, RouteFailure, RouteSnapshot, load_snapshot
 from reconciler.service.group_commit import GroupCommit
 
@@ -347,7 +347,7 @@ def _scrubbed(values: dict[str, Any]) -> dict[str, Any]:
     if values.get("error"):
         values["error"] = untrusted(values["error"], known, limit=MAX_ERROR_CHARS)
     if values.get("result") is not None and known:
-        values["result"] = scrub_answer(values["result"], known)
+        values["result"] = scrub_tree(values["result"], known)
     return values
 
 
