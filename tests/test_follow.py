@@ -8,6 +8,7 @@ first read, deterministically, by wrapping `follow.read`.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -209,6 +210,36 @@ def test_events_that_change_nothing_leave_the_validation_under_way(
     assert reads == 3
     assert loads == 1
     assert desired is not None and "scoring" in desired.routes
+
+
+def test_a_stop_abandons_the_validation_and_leaves_no_unread_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The load of a broken file has failed by the time the quiet period ends; stopping then
+    returns no load, and its error is read, not reported as never retrieved."""
+    (tmp_path / "routes.yaml").write_text("version: 1\nroutes: [\n")
+    stop = asyncio.Event()
+    real_read = follow.read
+
+    def read(path: Path) -> follow.Sources:
+        sources = real_read(path)
+        stop.set()  # SIGTERM arrives while the files settle
+        return sources
+
+    monkeypatch.setattr(follow, "read", read)
+    reported: list[str] = []
+
+    async def settle() -> follow.Settled:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _, context: reported.append(context["message"]))
+        found = await follow.settled(tmp_path, asyncio.Event(), stop, ConfigLoader())
+        await asyncio.sleep(0.1)
+        gc.collect()  # an unread task error is reported when the task is collected
+        return found
+
+    found = asyncio.run(settle())
+    assert found.loading is None
+    assert reported == []
 
 
 def test_files_already_applied_are_not_validated_again(tmp_path: Path) -> None:

@@ -105,11 +105,6 @@ class ReconcileWorker:
             known = None if self._resync or error is not None else self.state.applied_digest
             found = await follow.settled(self.config_dir, self._wake, stop, self.loader, known)
             if stop.is_set():
-                if found.loading is not None:  # unwanted now, and its error with it
-                    found.loading.cancel()
-                    found.loading.add_done_callback(
-                        lambda done: done.cancelled() or done.exception()
-                    )
                 return
             resync, self._resync = self._resync, False
             retry = await self.cycle(found.sources, resync, found.digest, found.loading)

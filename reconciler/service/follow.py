@@ -99,6 +99,7 @@ async def settled(
 
     With `loader`, each read's files are validated during the quiet period that follows it,
     unless their digest is `known` (already applied): when they hold, the load is done too.
+    When `stop` is set, the load under way is abandoned and none is returned.
     """
     wake.clear()
     current = await asyncio.to_thread(_read_marked, directory)
@@ -120,6 +121,9 @@ async def settled(
             loading = _load_soon(loader, current, known)
         if not woke and current.marks is None and current.digest == previous:
             return Settled(current.sources, current.digest, loading)
+    if stop.is_set():
+        _abandon(loading)
+        loading = None
     return Settled(current.sources, current.digest, loading)
 
 
@@ -145,6 +149,13 @@ def _load_soon(
     if loader is None or not isinstance(files.sources, list) or files.digest == known:
         return None
     return asyncio.ensure_future(asyncio.to_thread(load, loader, files.sources))
+
+
+def _abandon(loading: asyncio.Task[DesiredState] | None) -> None:
+    """Stop waiting for a load. Cancelling also marks the error of a load that has already
+    failed as seen, so none is reported as never retrieved."""
+    if loading is not None:
+        loading.cancel()
 
 
 async def discard(loading: asyncio.Task[DesiredState] | None) -> None:
