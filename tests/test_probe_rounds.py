@@ -137,7 +137,7 @@ def test_a_partial_round_keeps_what_the_prober_knows_of_the_others(fake: FakeSer
         prober = Prober(env={}, concurrency=1)
         try:
             await prober.probe_all(targets)
-            await prober.probe_all(targets[:1], partial=True)  # only "a"
+            await prober.probe_all(targets[:1])  # only "a", as after an apply
             return await prober.probe_all(targets)
         finally:
             await prober.aclose()
@@ -146,6 +146,27 @@ def test_a_partial_round_keeps_what_the_prober_knows_of_the_others(fake: FakeSer
     assert _order(reports) == ["stuck", "a"]
     assert reports["a"].ok
     assert fake.connections["a"] == 1  # one connection for all three rounds
+
+
+def test_retain_forgets_every_other_provider(fake: FakeServer) -> None:
+    """A full round of the daemon first retains the providers still in the database: one
+    removed and declared again starts with nothing known, its last timeout included."""
+    names = ["a", "stuck"]
+    targets = [target(n, fake.add(n, models=[LLAMA], hang=n == "stuck"), 0.5) for n in names]
+
+    async def run() -> dict[str, ProbeReport]:
+        prober = Prober(env={}, concurrency=1)
+        try:
+            await prober.probe_all(targets)
+            await prober.retain(["stuck"])  # "a" was removed
+            await prober.retain(["a"])  # then "stuck" was, and "a" came back
+            return await prober.probe_all(targets)
+        finally:
+            await prober.aclose()
+
+    reports = asyncio.run(run())
+    assert _order(reports) == names  # "stuck" is no suspect any more
+    assert fake.connections["a"] == 2  # its first connection was closed when it was forgotten
 
 
 def test_providers_that_timed_out_hand_their_slots_on_at_once(fake: FakeServer) -> None:

@@ -129,6 +129,7 @@ class ReadinessLoop:
             if changed is not None and self._decided:
                 tasks = readiness.affected_tasks(inputs, changed)
                 return self._publish(await self._partial(inputs, tasks, prober), tasks)
+            await prober.retain(p.name for p in inputs.providers)  # rows gone: forgotten
             reports = await readiness.probe(inputs, prober)
             self._observe(reports)
             found = readiness.decide(inputs, reports, datetime.now(UTC))
@@ -149,7 +150,7 @@ class ReadinessLoop:
         if not tasks:
             return kept
         narrowed = readiness.only(inputs, tasks)
-        reports = await readiness.probe(narrowed, prober, partial=True)
+        reports = await readiness.probe(narrowed, prober)
         self._observe(reports)
         found = readiness.decide(narrowed, reports, datetime.now(UTC))
         await asyncio.to_thread(readiness.save_some, self.engine, tasks, found)

@@ -175,10 +175,9 @@ def _spec_of(row: dict[str, Any], registry: ProviderRegistry) -> tuple[ProviderS
         return None, "its stored config does not validate; run `reconciler apply`"
 
 
-async def probe(inputs: Inputs, prober: Prober, *, partial: bool = False) -> dict[str, ProbeReport]:
-    """One probe per provider in use, all at once; `partial` when `inputs` are narrowed to some
-    tasks, so that the prober keeps what it knows of the other providers."""
-    reports = await prober.probe_all(inputs.targets(), partial=partial)
+async def probe(inputs: Inputs, prober: Prober) -> dict[str, ProbeReport]:
+    """One probe per provider in use, all at once."""
+    reports = await prober.probe_all(inputs.targets())
     now = datetime.now(UTC)
     for name, problem in inputs.unusable.items():
         reports[name] = ProbeReport(name, now, 0.0, Reason.bad_response, problem)

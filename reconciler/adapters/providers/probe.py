@@ -106,19 +106,14 @@ class Prober:
         self._memory: dict[str, dict[str, object]] = {}
         self._timed_out: set[str] = set()
 
-    async def probe_all(
-        self, targets: Iterable[Target], *, partial: bool = False
-    ) -> dict[str, ProbeReport]:
+    async def probe_all(self, targets: Iterable[Target]) -> dict[str, ProbeReport]:
         """Probe every target concurrently; a report for each, never an exception.
 
         Those whose last probe timed out take the first slots: a provider that hangs
-        again then waits out its deadline while the others are probed, not after them. A full
-        round forgets the providers it was not given; a `partial` one (some tasks, after an
-        apply) keeps what it knows of them: their connections, memory and last timeouts.
+        again then waits out its deadline while the others are probed, not after them. What
+        the prober knows of providers not given is kept (see `retain`).
         """
         targets = sorted(targets, key=lambda t: t.name not in self._timed_out)
-        if not partial:
-            await self._forget_others({t.name for t in targets})
         reports = await asyncio.gather(*(self._probe_one(t) for t in targets))
         for report in reports:
             if report.reason is Reason.timeout:
@@ -128,9 +123,11 @@ class Prober:
         return {report.provider: report for report in reports}
 
     async def aclose(self) -> None:
-        await self._forget_others(set())
+        await self.retain(set())
 
-    async def _forget_others(self, keep: set[str]) -> None:
+    async def retain(self, keep: Iterable[str]) -> None:
+        """Forget every provider but `keep`: their connections, memory and last timeouts."""
+        keep = set(keep)
         for name in [n for n in self._clients if n not in keep]:
             _, client = self._clients.pop(name)
             self._memory.pop(name, None)
