@@ -20,8 +20,7 @@ def main() -> NoReturn:
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        from reconciler.cli import command_line
-        from reconciler.cli import main as run_command
+        from reconciler.cli import command_line, run
 
         command_line(args)
         gc.freeze()
@@ -29,7 +28,7 @@ def main() -> NoReturn:
         if was_enabled:
             gc.enable()
     try:
-        code = run_command(args)
+        code = run(args)
     finally:
         gc.freeze()
     sys.exit(code)

@@ -17,7 +17,7 @@ from reconciler.cli.app import app
 from reconciler.cli.console import err
 from reconciler.errors import ReconcilerError
 
-__all__ = ["COMMAND_MODULES", "command_line", "main"]
+__all__ = ["COMMAND_MODULES", "command_line", "main", "run"]
 
 # Each top-level command -> the module that registers it on `app` when imported, in the order
 # `--help` lists them. typer reads the signature of every registered command at each start, so a
@@ -62,6 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code instead of raising SystemExit."""
     args = list(sys.argv[1:] if argv is None else argv)
     command_line(args)
+    return run(args)
+
+
+def run(args: list[str]) -> int:
+    """Run `args` on the application `command_line(args)` returned; the exit code."""
     try:
         result = app(args=args, prog_name="reconciler", standalone_mode=False)
     except typer.Exit as exc:
