@@ -59,7 +59,7 @@ from reconciler.core.plan import Op
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.state import DaemonState
 from reconciler.daemon.worker import ReconcileWorker, WorkerOptions
-from reconciler.service import reconcile
+from reconciler.service import follow, reconcile
 
 NAME = "daemon"
 TITLE = "Save-to-commit latency of `reconciler run` (atomic save -> route row committed), idle CPU"
@@ -420,7 +420,7 @@ def _no_change(url: str, config: Path, raw: RawDatabase, options: Options) -> tu
         )
 
         def cycle() -> None:
-            if asyncio.run(worker.cycle(worker.read_sources(), resync=False)) is not None:
+            if asyncio.run(worker.cycle(follow.read(worker.config_dir), resync=False)) is not None:
                 raise AssertionError("a cycle with no change asked to be retried")
 
         cycle()  # the first one applies (nothing to change) and remembers what it applied

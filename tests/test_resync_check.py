@@ -18,6 +18,7 @@ from reconciler.core.config import ConfigLoader
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.state import DaemonState
 from reconciler.daemon.worker import ReconcileWorker, WorkerOptions
+from reconciler.service import follow
 from tests.builders import provider_file, routes_file
 
 TICK_S = 0.05
@@ -64,7 +65,7 @@ def _applied(engine: Engine, write_config: Callable[..., Path]) -> ReconcileWork
         {"providers.yaml": provider_file("http://127.0.0.1:9"), "routes.yaml": routes_file()}
     )
     worker = _worker(engine, directory)
-    assert asyncio.run(worker.cycle(worker.read_sources(), resync=True)) is None
+    assert asyncio.run(worker.cycle(follow.read(worker.config_dir), resync=True)) is None
     assert worker.state.generation == 1
     return worker
 
@@ -88,7 +89,7 @@ def test_a_hand_edit_makes_the_timer_ask_for_a_resync_which_corrects_it(
     pokes = _pokes(worker, checks=1)
     assert True in pokes
 
-    asyncio.run(worker.cycle(worker.read_sources(), resync=True))
+    asyncio.run(worker.cycle(follow.read(worker.config_dir), resync=True))
     with engine.connect() as conn:
         model = conn.execute(routes.select().where(routes.c.task == "scoring")).one().model
     assert model == "llama3.1:8b"
@@ -121,7 +122,7 @@ def test_reported_drift_is_cleared_once_the_row_is_put_back(
         WorkerOptions(resync_s=TICK_S, drift="report"),
         lambda: True,
     )
-    asyncio.run(worker.cycle(worker.read_sources(), resync=True))
+    asyncio.run(worker.cycle(follow.read(worker.config_dir), resync=True))
 
     def set_model(model: str) -> None:
         with engine.begin() as conn:
@@ -129,11 +130,11 @@ def test_reported_drift_is_cleared_once_the_row_is_put_back(
 
     set_model("by-hand")
     assert True in _pokes(worker, checks=1)
-    asyncio.run(worker.cycle(worker.read_sources(), resync=True))
+    asyncio.run(worker.cycle(follow.read(worker.config_dir), resync=True))
     assert worker.state.drift == ["~ route scoring"]  # reported, left alone
 
     set_model("llama3.1:8b")  # put back by hand
     assert asyncio.run(worker._differs())  # the report is only cleared by a resync
-    asyncio.run(worker.cycle(worker.read_sources(), resync=True))
+    asyncio.run(worker.cycle(follow.read(worker.config_dir), resync=True))
     assert worker.state.drift == []
     assert not asyncio.run(worker._differs())

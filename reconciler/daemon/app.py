@@ -142,7 +142,7 @@ class Daemon:
             await asyncio.to_thread(migrations.upgrade, self.engine)
         await asyncio.to_thread(reconcile.require_schema, self.engine)
         await self._elect()
-        sources = await asyncio.to_thread(self.worker.read_sources)
+        sources = await asyncio.to_thread(follow.read, self.worker.config_dir)
         await self.worker.cycle(sources, resync=True)
         if self.options.once:
             await self.readiness.round_once()

@@ -147,10 +147,6 @@ class ReconcileWorker:
         self.drift_checks += 1
         return the_plan.has_changes
 
-    def read_sources(self) -> Sources:
-        """The config files as `follow.read` returns them."""
-        return follow.read(self.config_dir)
-
     async def cycle(
         self,
         sources: Sources,
