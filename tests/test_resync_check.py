@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from reconciler.core.config import ConfigLoader
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.state import DaemonState
 from reconciler.daemon.worker import ReconcileWorker, WorkerOptions
-from reconciler.service import follow
+from reconciler.service import follow, reconcile
 from tests.builders import provider_file, routes_file
 
 TICK_S = 0.05
@@ -138,3 +139,43 @@ def test_reported_drift_is_cleared_once_the_row_is_put_back(
     asyncio.run(worker.cycle(follow.read(worker.config_dir), resync=True))
     assert worker.state.drift == []
     assert not asyncio.run(worker._differs())
+
+
+def test_an_edit_is_applied_while_the_timers_comparison_is_still_under_way(
+    engine: Engine, write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = _applied(engine, write_config)
+    comparing, release = threading.Event(), threading.Event()
+    real_plan = reconcile.plan
+    calls = 0
+
+    def held_plan(*args: object, **kwargs: object) -> reconcile.Plan:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # the timer's comparison: held until the edit is in
+            comparing.set()
+            release.wait(10)
+            comparing.clear()
+        return real_plan(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reconcile, "plan", held_plan)
+
+    async def run() -> tuple[str, bool]:
+        stop = asyncio.Event()
+        timer = asyncio.create_task(worker.resync_timer(stop))
+        try:
+            assert await asyncio.to_thread(comparing.wait, 10)
+            (worker.config_dir / "routes.yaml").write_text(routes_file("qwen2.5:7b"), "utf-8")
+            await asyncio.wait_for(worker.cycle(follow.read(worker.config_dir), False), 5)
+            with engine.connect() as conn:
+                found = conn.execute(routes.select().where(routes.c.task == "scoring"))
+                model = found.one().model
+            return model, comparing.is_set()
+        finally:
+            release.set()
+            stop.set()
+            await timer
+
+    model, still_comparing = asyncio.run(run())
+    assert model == "qwen2.5:7b"
+    assert still_comparing  # committed while the comparison was held
