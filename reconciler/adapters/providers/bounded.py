@@ -76,7 +76,7 @@ class Inflater:
         """Take the next raw chunk; raises `TooLarge` once anything passes the cap."""
         self.raw_bytes += len(chunk)
         if self.raw_bytes > self._cap:
-            raise TooLarge(f"more than {self._cap // 1024} KiB sent")
+            raise TooLarge(f"more than {self._cap // 1024} KiB")
         pieces = [chunk]
         for index, stage in enumerate(self._stages):
             inflated: list[bytes] = []
