@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy import Connection, Engine, delete, update
 
 from reconciler.adapters.db import store
 from reconciler.adapters.db.tables import routes
@@ -28,87 +27,22 @@ from reconciler.daemon.readiness_loop import ReadinessLoop
 from reconciler.daemon.state import DaemonState
 from reconciler.errors import UnsafePlan
 from reconciler.service import reconcile
-
-PROVIDERS = """\
-version: 1
-providers:
-  local:
-    type: ollama
-    endpoint: {base_url: "http://127.0.0.1:11434"}
-  spare:
-    type: ollama
-    endpoint: {base_url: "http://127.0.0.1:11435"}
-"""
-
-Files = dict[str, dict[str, str]]  # file name -> task -> model
-
-
-def _route_file(tasks: dict[str, str], protect: frozenset[str] = frozenset()) -> str:
-    lines = ["version: 1", "routes:" if tasks else "routes: {}"]
-    for task, model in tasks.items():
-        lines += [f"  {task}:", "    provider: local", f"    model: {model}"]
-        if task in protect:
-            lines.append("    protect: true")
-    return "\n".join(lines) + "\n"
-
-
-def _write(directory: Path, files: Files, protect: frozenset[str] = frozenset()) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for old in directory.glob("routes-*.yaml"):
-        if old.name not in files:
-            old.unlink()
-    (directory / "providers.yaml").write_text(PROVIDERS, encoding="utf-8")
-    for name, tasks in files.items():
-        (directory / name).write_text(_route_file(tasks, protect), encoding="utf-8")
-
-
-def _files(count: int = 4, per_file: int = 3) -> Files:
-    return {
-        f"routes-{f}.yaml": {f"task-{f}-{r}": f"model-{f}-{r}" for r in range(per_file)}
-        for f in range(count)
-    }
-
-
-class Daemon:
-    """What the reconcile worker keeps between cycles: a warm loader and an applied view."""
-
-    def __init__(self, engine: Engine, directory: Path) -> None:
-        self.engine = engine
-        self.directory = directory
-        self.loader = ConfigLoader()
-        self.view = reconcile.AppliedView()
-
-    def cycle(self, *, resync: bool = False) -> reconcile.ApplyResult:
-        if resync:
-            self.view.forget()
-        state = reconcile.load_config([self.directory], self.loader)
-        return reconcile.apply(self.engine, state, lock_timeout=5, view=self.view)
-
-
-def _left_over(engine: Engine, directory: Path) -> list[str]:
-    """What a full plan of the files, by a fresh loader, would still change."""
-    state = reconcile.load_config([directory], ConfigLoader())
-    the_plan = reconcile.plan(engine, state)
-    return [f"{a.op} {a.kind} {a.key}" for a in the_plan.actions]
-
-
-def _hand_edit(engine: Engine, task: str, model: str, *, stamp: bool) -> None:
-    values: dict[str, object] = {"model": model}
-    if stamp:
-        values["updated_at"] = datetime.now(UTC)
-    with engine.begin() as conn:
-        conn.execute(update(routes).where(routes.c.task == task).values(**values))
-
-
-def _model(engine: Engine, task: str) -> str | None:
-    with engine.connect() as conn:
-        return conn.execute(select(routes.c.model).where(routes.c.task == task)).scalar()
+from tests.route_files import (
+    PROVIDERS,
+    Daemon,
+    Files,
+    hand_edit,
+    left_over,
+    model_of,
+    some_files,
+    write_files,
+)
 
 
 @pytest.fixture
 def started(engine: Engine, tmp_path: Path) -> tuple[Daemon, Files]:
-    files = _files()
-    _write(tmp_path / "config", files)
+    files = some_files()
+    write_files(tmp_path / "config", files)
     daemon = Daemon(engine, tmp_path / "config")
     daemon.cycle()
     return daemon, files
@@ -119,12 +53,12 @@ def test_an_edit_of_one_file_plans_only_what_that_file_declares(
 ) -> None:
     daemon, files = started
     files["routes-2.yaml"]["task-2-1"] = "edited"
-    _write(daemon.directory, files)
+    write_files(daemon.directory, files)
     result = daemon.cycle()
     assert [(a.op, a.key) for a in result.plan.actions] == [(Op.update, "task-2-1")]
     assert result.plan.unchanged == 2 + 4 * 3 - 1  # the whole config's, as a full plan says
     assert (daemon.view.partial_plans, daemon.view.full_plans) == (1, 1)
-    assert _left_over(daemon.engine, daemon.directory) == []
+    assert left_over(daemon.engine, daemon.directory) == []
 
 
 def test_an_unchanged_config_plans_nothing_and_writes_nothing(
@@ -140,39 +74,39 @@ def test_a_hand_edit_that_stamps_updated_at_sends_the_next_edit_to_a_full_plan(
     started: tuple[Daemon, Files],
 ) -> None:
     daemon, files = started
-    _hand_edit(daemon.engine, "task-0-0", "by-hand", stamp=True)
+    hand_edit(daemon.engine, "task-0-0", "by-hand", stamp=True)
     files["routes-3.yaml"]["task-3-0"] = "edited"
-    _write(daemon.directory, files)
+    write_files(daemon.directory, files)
     result = daemon.cycle()
     assert daemon.view.full_plans == 2
     assert {a.key for a in result.plan.actions} == {"task-0-0", "task-3-0"}
-    assert _model(daemon.engine, "task-0-0") == "model-0-0"
-    assert _left_over(daemon.engine, daemon.directory) == []
+    assert model_of(daemon.engine, "task-0-0") == "model-0-0"
+    assert left_over(daemon.engine, daemon.directory) == []
 
 
 def test_a_hand_edit_of_a_row_the_changed_file_declares_is_seen_without_updated_at(
     started: tuple[Daemon, Files],
 ) -> None:
     daemon, files = started
-    _hand_edit(daemon.engine, "task-1-0", "by-hand", stamp=False)
+    hand_edit(daemon.engine, "task-1-0", "by-hand", stamp=False)
     files["routes-1.yaml"]["task-1-2"] = "edited"
-    _write(daemon.directory, files)
+    write_files(daemon.directory, files)
     daemon.cycle()
     assert (daemon.view.partial_plans, daemon.view.full_plans) == (0, 2)  # the count showed it
-    assert _model(daemon.engine, "task-1-0") == "model-1-0"
-    assert _left_over(daemon.engine, daemon.directory) == []
+    assert model_of(daemon.engine, "task-1-0") == "model-1-0"
+    assert left_over(daemon.engine, daemon.directory) == []
 
 
 def test_a_hand_edit_that_keeps_updated_at_is_seen_at_once(started: tuple[Daemon, Files]) -> None:
     daemon, files = started
-    _hand_edit(daemon.engine, "task-0-0", "by-hand", stamp=False)
+    hand_edit(daemon.engine, "task-0-0", "by-hand", stamp=False)
     files["routes-3.yaml"]["task-3-0"] = "edited"
-    _write(daemon.directory, files)
+    write_files(daemon.directory, files)
     result = daemon.cycle()
     assert {a.key for a in result.plan.actions} == {"task-0-0", "task-3-0"}
-    assert _model(daemon.engine, "task-0-0") == "model-0-0"
+    assert model_of(daemon.engine, "task-0-0") == "model-0-0"
     assert not daemon.cycle(resync=True).applied
-    assert _left_over(daemon.engine, daemon.directory) == []
+    assert left_over(daemon.engine, daemon.directory) == []
 
 
 def test_the_database_counts_every_write_to_the_tables_but_an_apply_s_own_on_postgresql(
@@ -181,7 +115,7 @@ def test_the_database_counts_every_write_to_the_tables_but_an_apply_s_own_on_pos
     daemon, files = started
     with daemon.engine.connect() as conn:
         before = store.fingerprint(conn)
-    _hand_edit(daemon.engine, "task-0-0", "by-hand", stamp=False)
+    hand_edit(daemon.engine, "task-0-0", "by-hand", stamp=False)
     with daemon.engine.begin() as conn:
         conn.execute(delete(routes).where(routes.c.task == "task-0-1"))
     with daemon.engine.connect() as conn:
@@ -189,7 +123,7 @@ def test_the_database_counts_every_write_to_the_tables_but_an_apply_s_own_on_pos
     assert hand.generation == before.generation
     assert hand.changes == before.changes + 2  # one UPDATE, one DELETE, by hand
     files["routes-2.yaml"]["task-2-2"] = "edited"
-    _write(daemon.directory, files)
+    write_files(daemon.directory, files)
     result = daemon.cycle()  # puts both rows back and writes the edit: three rows
     assert result.applied and len(result.plan.actions) == 3
     with daemon.engine.connect() as conn:
@@ -208,20 +142,20 @@ def test_a_write_by_another_transaction_during_an_apply_sends_the_next_to_a_full
     counts = store.table_counts
 
     def meanwhile(conn: Connection) -> store.TableCounts:
-        _hand_edit(daemon.engine, "task-0-0", "by-hand", stamp=False)  # commits at once
+        hand_edit(daemon.engine, "task-0-0", "by-hand", stamp=False)  # commits at once
         return counts(conn)
 
     monkeypatch.setattr(store, "table_counts", meanwhile)
     files["routes-3.yaml"]["task-3-0"] = "edited"
-    _write(daemon.directory, files)
+    write_files(daemon.directory, files)
     assert daemon.cycle().applied
     monkeypatch.setattr(store, "table_counts", counts)
     files["routes-3.yaml"]["task-3-1"] = "edited"
-    _write(daemon.directory, files)
+    write_files(daemon.directory, files)
     result = daemon.cycle()
     assert daemon.view.full_plans == 2  # the view was forgotten: the hand edit is not in it
     assert {a.key for a in result.plan.actions} == {"task-0-0", "task-3-1"}
-    assert _left_over(daemon.engine, daemon.directory) == []
+    assert left_over(daemon.engine, daemon.directory) == []
 
 
 def test_a_second_writer_between_two_cycles_sends_the_next_to_a_full_plan(
@@ -230,26 +164,26 @@ def test_a_second_writer_between_two_cycles_sends_the_next_to_a_full_plan(
     daemon, files = started
     other = {**files, "routes-9.yaml": {"task-9-0": "theirs"}}
     other["routes-0.yaml"] = {**files["routes-0.yaml"], "task-0-1": "theirs"}
-    _write(tmp_path / "other", other)
+    write_files(tmp_path / "other", other)
     theirs = reconcile.load_config([tmp_path / "other"], ConfigLoader())
     assert reconcile.apply(daemon.engine, theirs, lock_timeout=5).applied  # as the CLI does
     files["routes-2.yaml"]["task-2-2"] = "edited"
-    _write(daemon.directory, files)
+    write_files(daemon.directory, files)
     result = daemon.cycle()
     assert daemon.view.full_plans == 2
     assert {a.key for a in result.plan.actions} == {"task-9-0", "task-0-1", "task-2-2"}
-    assert _left_over(daemon.engine, daemon.directory) == []
+    assert left_over(daemon.engine, daemon.directory) == []
     assert not daemon.cycle(resync=True).applied
 
 
 def test_a_renamed_file_changes_nothing(started: tuple[Daemon, Files]) -> None:
     daemon, files = started
     files["routes-7.yaml"] = files.pop("routes-1.yaml")
-    _write(daemon.directory, files)
+    write_files(daemon.directory, files)
     result = daemon.cycle()
     assert not result.applied
     assert daemon.view.partial_plans == 1
-    assert _left_over(daemon.engine, daemon.directory) == []
+    assert left_over(daemon.engine, daemon.directory) == []
     assert not daemon.cycle(resync=True).applied
 
 
@@ -258,9 +192,9 @@ def test_a_route_moved_to_another_file_in_one_save_changes_nothing(
 ) -> None:
     daemon, files = started
     files["routes-3.yaml"]["task-0-0"] = files["routes-0.yaml"].pop("task-0-0")
-    _write(daemon.directory, files)
+    write_files(daemon.directory, files)
     assert not daemon.cycle().applied
-    assert _left_over(daemon.engine, daemon.directory) == []
+    assert left_over(daemon.engine, daemon.directory) == []
 
 
 def test_a_route_moved_in_two_saves_is_deleted_then_created(
@@ -268,52 +202,52 @@ def test_a_route_moved_in_two_saves_is_deleted_then_created(
 ) -> None:
     daemon, files = started
     model = files["routes-0.yaml"].pop("task-0-0")
-    _write(daemon.directory, files)
+    write_files(daemon.directory, files)
     assert [a.op for a in daemon.cycle().plan.actions] == [Op.delete]
-    assert _left_over(daemon.engine, daemon.directory) == []
+    assert left_over(daemon.engine, daemon.directory) == []
     files["routes-3.yaml"]["task-0-0"] = model
-    _write(daemon.directory, files)
+    write_files(daemon.directory, files)
     assert [a.op for a in daemon.cycle().plan.actions] == [Op.create]
     assert daemon.view.partial_plans == 2
-    assert _left_over(daemon.engine, daemon.directory) == []
+    assert left_over(daemon.engine, daemon.directory) == []
     assert not daemon.cycle(resync=True).applied
 
 
 def test_the_mass_deletion_guard_counts_every_managed_row(engine: Engine, tmp_path: Path) -> None:
-    files = _files()
+    files = some_files()
     extra = {"routes-9.yaml": {f"hand-{n}": "m" for n in range(10)}}
-    _write(tmp_path / "other", {**files, **extra})
+    write_files(tmp_path / "other", {**files, **extra})
     state = reconcile.load_config([tmp_path / "other"], ConfigLoader())
     reconcile.apply(engine, state, lock_timeout=5)
     with engine.begin() as conn:  # ten rows the files do not manage
         conn.execute(update(routes).where(routes.c.task.like("hand-%")).values(managed_by="x"))
-    _write(tmp_path / "config", files)
+    write_files(tmp_path / "config", files)
     daemon = Daemon(engine, tmp_path / "config")
     assert not daemon.cycle().applied
     for name in ("routes-0.yaml", "routes-1.yaml", "routes-2.yaml"):
         files[name] = {}
-    _write(daemon.directory, files)
+    write_files(daemon.directory, files)
     with pytest.raises(UnsafePlan, match="deletes 9 of 14 managed rows"):
         daemon.cycle()
     assert daemon.view.partial_plans == 1  # 9 of 24 rows planned, weighed against all 14
-    files["routes-2.yaml"] = _files()["routes-2.yaml"]
-    _write(daemon.directory, files)
+    files["routes-2.yaml"] = some_files()["routes-2.yaml"]
+    write_files(daemon.directory, files)
     assert daemon.cycle().plan.count(Op.delete) == 6  # 6 of 14: allowed
-    assert _left_over(engine, daemon.directory) == []
+    assert left_over(engine, daemon.directory) == []
 
 
 def test_a_protected_route_removed_from_a_changed_file_is_refused(
     engine: Engine, tmp_path: Path
 ) -> None:
-    files = _files()
-    _write(tmp_path / "config", files, protect=frozenset({"task-1-1"}))
+    files = some_files()
+    write_files(tmp_path / "config", files, protect=frozenset({"task-1-1"}))
     daemon = Daemon(engine, tmp_path / "config")
     daemon.cycle()
     del files["routes-1.yaml"]["task-1-1"]
-    _write(daemon.directory, files, protect=frozenset({"task-1-1"}))
+    write_files(daemon.directory, files, protect=frozenset({"task-1-1"}))
     with pytest.raises(UnsafePlan, match="protected"):
         daemon.cycle()
-    assert _model(engine, "task-1-1") == "model-1-1"
+    assert model_of(engine, "task-1-1") == "model-1-1"
 
 
 def test_a_provider_deletion_is_planned_from_everything(started: tuple[Daemon, Files]) -> None:
@@ -324,7 +258,7 @@ def test_a_provider_deletion_is_planned_from_everything(started: tuple[Daemon, F
     result = daemon.cycle()
     assert [(a.op, a.key) for a in result.plan.actions] == [(Op.delete, "spare")]
     assert daemon.view.full_plans == 2
-    assert _left_over(daemon.engine, daemon.directory) == []
+    assert left_over(daemon.engine, daemon.directory) == []
 
 
 EDITS = st.lists(
@@ -357,7 +291,7 @@ def _edit(files: Files, engine: Engine, step: tuple[str, int, int, int], n: int)
     elif kind == "rename":
         files[f"routes-r{n}.yaml"] = files.pop(source)
     elif kind == "hand" and task:
-        _hand_edit(engine, task, f"hand-{n}", stamp=True)
+        hand_edit(engine, task, f"hand-{n}", stamp=True)
 
 
 @settings(
@@ -371,17 +305,17 @@ def test_every_edit_sequence_ends_where_a_full_plan_would(
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / "config"
-        files = _files()
-        _write(directory, files)
+        files = some_files()
+        write_files(directory, files)
         first = reconcile.load_config([directory], ConfigLoader())
         reconcile.apply(engine, first, lock_timeout=5, allow_mass_delete=True)
         daemon = Daemon(engine, directory)
         daemon.cycle()
         for n, step in enumerate(edits):
             _edit(files, engine, step, n)
-            _write(directory, files)
+            write_files(directory, files)
             daemon.cycle()
-            assert _left_over(engine, directory) == [], f"after {step}"
+            assert left_over(engine, directory) == [], f"after {step}"
         assert not daemon.cycle(resync=True).applied
 
 

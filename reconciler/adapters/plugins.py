@@ -26,6 +26,7 @@ def load_registry() -> ProviderRegistry:
     silently skipping it would make its providers look like typos, or fail only when called.
     """
     types = list(BUILTIN_TYPES)
+    origins: dict[str, str] = {}
     taken = {t.name for t in types}
     for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         where = _describe(entry)
@@ -46,8 +47,9 @@ def load_registry() -> ProviderRegistry:
             raise PluginError(f"provider plugin {where}: {reason}{fix}")
         taken.add(loaded.name)
         types.append(loaded)
+        origins[loaded.name] = _describe(entry)
         log.debug("provider type %s from plugin %s", loaded.name, where)
-    return ProviderRegistry(types)
+    return ProviderRegistry(types, origins)
 
 
 def _describe(entry: EntryPoint) -> str:

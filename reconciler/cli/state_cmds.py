@@ -76,17 +76,19 @@ def plan(
 
     settings = settings_of(ctx)
     state = _desired(settings)
+    # Only a plan shown as text may come from the database's record: the others carry the
+    # digest of the rows, which the record spares reading.
+    by_record = output is OutputFormat.text and out_file is None
     with open_database(settings.database_url) as engine:
-        the_plan = reconcile.plan(engine, state)
+        the_plan = reconcile.plan(engine, state, by_record=by_record)
     if probe:
         _warn_unservable(state)
-    document = plan_document(the_plan)
     if output is OutputFormat.json:
-        print_json(document)
+        print_json(plan_document(the_plan))
     else:
         show_plan(the_plan)
     if out_file is not None:
-        plans.write_plan_file(out_file, document)
+        plans.write_plan_file(out_file, plan_document(the_plan))
         if output is OutputFormat.text:
             out.print(plans.saved_note(out_file, the_plan))
     if the_plan.refusals:
@@ -167,6 +169,7 @@ def apply(
                 lock_timeout=lock_timeout,
                 config_dir=settings.config_dir,
                 registry=registry,
+                by_record=output is OutputFormat.text,  # JSON shows the rows' digest
             )
     return _applied(result, output, shown=ask)
 

@@ -57,6 +57,7 @@ class ConfigLoader:
 
     def __init__(self, registry: ProviderRegistry | None = None) -> None:
         self.registry = registry or ProviderRegistry()
+        self.rules = self.registry.rules()
         self._cache: dict[tuple[str, str], FileResult] = {}
         self._clean: _Clean | None = None  # the last load, when it found no problem
         self.parsed_files = 0  # how many files were parsed, not served from the cache
@@ -83,7 +84,7 @@ class ConfigLoader:
         # Keep the files as they are now, nothing older: a daemon loads for months.
         self._cache = {(r.name, r.digest): r for r in results}
         problems = [p for result in results for p in result.problems]
-        state, merge_problems = _merge(results)
+        state, merge_problems = _merge(results, self.rules)
         problems += merge_problems
         sources = dict(files)
         declared = frozenset().union(*(result.provider_names for result in results))
@@ -122,7 +123,7 @@ class ConfigLoader:
         return cached
 
 
-def _merge(results: Sequence[FileResult]) -> tuple[DesiredState, list[Problem]]:
+def _merge(results: Sequence[FileResult], rules: str) -> tuple[DesiredState, list[Problem]]:
     providers: dict[str, DeclaredProvider] = {}
     routes: dict[str, DeclaredRoute] = {}
     problems: list[Problem] = []
@@ -135,7 +136,7 @@ def _merge(results: Sequence[FileResult]) -> tuple[DesiredState, list[Problem]]:
         len(r.routes) for r in results
     ):
         by_name = {r.name: r for r in results}
-        state = DesiredState(providers, routes, files, digest, file_results=by_name)
+        state = DesiredState(providers, routes, files, digest, file_results=by_name, rules=rules)
         return state, []
     providers, routes = {}, {}
     for result in results:

@@ -81,6 +81,8 @@ class DesiredState:
     # Each file's own result, by name, when the loader made the state: what a file declares,
     # looked up without going through every item.
     file_results: Mapping[str, FileResult] = field(default_factory=dict, compare=False, repr=False)
+    # The rules the loader validated with (`ProviderRegistry.rules`); "" when no loader made it.
+    rules: str = field(default="", compare=False, repr=False)
 
     def secret_env_names(self) -> set[str]:
         """Names of every environment variable a secret reference points at."""

@@ -55,6 +55,7 @@ __all__ = [
     "essence_hash",
     "is_secret_ref",
     "make_plan",
+    "nothing_to_do",
     "recheck_saved",
     "route_essence",
     "state_digest",
@@ -201,6 +202,19 @@ def make_plan(
         base_digest=state_digest(observed),
         config_digest=config_digest,
         refusals=tuple(refusals),
+    )
+
+
+def nothing_to_do(state: DesiredState, unmanaged: Iterable[tuple[Kind, str]]) -> Plan:
+    """The plan against rows known to be exactly as `state` declares, without reading them:
+    everything unchanged, the `unmanaged` rows left alone. Its `base_digest` is empty (the rows
+    were not read), so it can be shown but never saved."""
+    return Plan(
+        actions=(),
+        unchanged=len(state.providers) + len(state.routes),
+        unmanaged=tuple(sorted(unmanaged)),
+        base_digest="",
+        config_digest=state.digest,
     )
 
 

@@ -7,10 +7,12 @@ adapters. Core knows a driver only by its remedies, which are pure text.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from reconciler import __version__
 from reconciler.core.spec import (
     AnthropicProvider,
     OllamaProvider,
@@ -59,14 +61,33 @@ BUILTIN_TYPES: tuple[ProviderType, ...] = (
 
 
 class ProviderRegistry:
-    """An immutable map of provider type names to `ProviderType`s."""
+    """An immutable map of provider type names to `ProviderType`s.
 
-    def __init__(self, types: Iterable[ProviderType] = BUILTIN_TYPES) -> None:
+    `origins` says where a plugin's type came from (its distribution and version); the built-in
+    types come with this version of reconciler.
+    """
+
+    def __init__(
+        self,
+        types: Iterable[ProviderType] = BUILTIN_TYPES,
+        origins: Mapping[str, str] | None = None,
+    ) -> None:
         self._types: dict[str, ProviderType] = {}
         for provider_type in types:
             if provider_type.name in self._types:
                 raise ValueError(f"provider type {provider_type.name!r} is registered twice")
             self._types[provider_type.name] = provider_type
+        self._origins = dict(origins or {})
+
+    def rules(self) -> str:
+        """What turns files into rows, as a digest: this version of reconciler and each type's
+        model and origin. Files applied under other rules may plan differently (a new default)."""
+        lines = [f"reconciler {__version__}"]
+        for provider_type in self:
+            model = provider_type.config_model
+            origin = self._origins.get(provider_type.name, "built-in")
+            lines.append(f"{provider_type.name} {model.__module__}.{model.__qualname__} {origin}")
+        return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
     def get(self, name: str) -> ProviderType | None:
         return self._types.get(name)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import getpass
+import hashlib
 import os
 import socket
 import subprocess
@@ -31,6 +32,7 @@ from reconciler.core.plan import (
     desired_items,
     desired_subset,
     make_plan,
+    nothing_to_do,
     recheck_saved,
     state_digest,
     without_pure_drift,
@@ -63,11 +65,21 @@ def leadership(engine: Engine) -> Leadership:
     return leadership_for(engine)
 
 
-def plan(engine: Engine, state: DesiredState, *, allow_mass_delete: bool = False) -> Plan:
+def plan(
+    engine: Engine, state: DesiredState, *, allow_mass_delete: bool = False, by_record: bool = False
+) -> Plan:
     """The plan from the files' state to the database's, read without a lock, with every
-    refusal `apply` would make."""
+    refusal `apply` would make.
+
+    With `by_record`, a database whose newest revision records that it holds exactly these files
+    (`exact_key`) and has not been written since answers "nothing to do" without reading either
+    table; that plan's `base_digest` is empty, so a caller that prints or saves it leaves
+    `by_record` off.
+    """
     revision.require_current(engine)
     with paused_gc(), engine.connect() as conn:
+        if by_record and (recorded := _recorded_plan(conn, state, store.fingerprint(conn))):
+            return recorded
         observed = store.read_observed(conn)
         return make_plan(
             desired_items(state), observed, state.digest, allow_mass_delete=allow_mass_delete
@@ -94,19 +106,20 @@ class AppliedView:
         self._declared: dict[str, set[tuple[Kind, str]]] = {}
         # Of the state being applied: its digest, its changed files and what they declare.
         self._pending: tuple[str, set[str], dict[str, set[tuple[Kind, str]]]] | None = None
-        self.checked: store.Fingerprint | None = None  # the fingerprint seen before planning
+        # Whether every managed row was exactly as the remembered files declare (no drift left).
+        self.exact = False
         self.partial_plans = 0  # applies planned from the changed files only
         self.full_plans = 0  # applies that read and planned everything
 
     def forget(self) -> None:
         """Plan everything next time (a resync, or an error that left the view unknown)."""
-        self._fingerprint = self._pending = self.checked = None
+        self._fingerprint = self._pending = None
+        self.exact = False
 
     def changed_keys(
         self, state: DesiredState, current: store.Fingerprint
     ) -> set[tuple[Kind, str]] | None:
         """What the changed files declare or declared; None when the view is not current."""
-        self.checked = current
         if self._fingerprint is None or current != self._fingerprint:
             return None
         files = dict(state.files)
@@ -120,9 +133,11 @@ class AppliedView:
             keys |= self._declared.get(name, set()) | declared.get(name, set())
         return keys
 
-    def remember(self, state: DesiredState, current: store.Fingerprint) -> None:
-        """`state` is applied and the database's fingerprint is now `current`."""
-        pending, self._pending, self.checked = self._pending, None, None
+    def remember(self, state: DesiredState, current: store.Fingerprint, exact: bool) -> None:
+        """`state` is applied and the database's fingerprint is now `current`; `exact` when no
+        managed row differs from what the files declare."""
+        pending, self._pending = self._pending, None
+        self.exact = exact
         if pending is not None and pending[0] == state.digest:
             _, changed, declared = pending
             kept = {n: keys for n, keys in self._declared.items() if n not in changed}
@@ -144,12 +159,15 @@ def apply(
     registry: ProviderRegistry | None = None,
     leave_drift: bool = False,
     view: AppliedView | None = None,
+    by_record: bool = False,
 ) -> ApplyResult:
     """Apply the files' state (or exactly a saved plan) in one locked transaction.
 
     Re-plans inside the lock; writes nothing at all when nothing changed; refuses a saved plan
     made against another state, and plans that the guards refuse. With `view` (kept by the
     caller between applies), plans only what changed files declare while the view is current.
+    With `by_record`, as `plan`: the database's record can prove there is nothing to do.
+    Every apply that writes records whether it left the rows exactly as the files declare.
     """
     revision.require_current(engine)
     if saved is not None:
@@ -160,16 +178,21 @@ def apply(
     view = view if saved is None else None
     try:
         with paused_gc(), apply_transaction(engine, lock_timeout) as conn:
+            start = store.fingerprint(conn)
+            exact = False  # whether the rows will be exactly as the files declare
             if saved is not None:
                 the_plan = _saved_plan(conn, saved, allow_mass_delete)
             else:
                 assert state is not None
-                the_plan = _files_plan(conn, state, view, allow_mass_delete, leave_drift)
+                the_plan, exact = _files_plan(
+                    conn, state, start, view, allow_mass_delete, leave_drift, by_record
+                )
             if the_plan.refusals:
                 raise UnsafePlan("; ".join(map(str, the_plan.refusals)))
-            result = _write(conn, the_plan, who)
+            key = exact_key(state) if exact and state is not None else None
+            result, after = _write(conn, the_plan, who, start, key)
             if view is not None and state is not None:
-                _keep(view, state, conn, result.applied)
+                _keep(view, state, start, after, exact, store.counts_others_only(conn))
     except BaseException:
         if view is not None:
             view.forget()
@@ -177,15 +200,38 @@ def apply(
     return result
 
 
-def _keep(view: AppliedView, state: DesiredState, conn: Connection, wrote: bool) -> None:
+def exact_key(state: DesiredState) -> str | None:
+    """The key of `state`'s files and of the rules that validated them: the same key, the same
+    rows wanted. None for a state that no loader made (nothing to tell it apart by)."""
+    if not state.digest or not state.rules:
+        return None
+    return hashlib.sha256(f"{state.digest}\0{state.rules}".encode()).hexdigest()
+
+
+def _recorded_plan(conn: Connection, state: DesiredState, start: store.Fingerprint) -> Plan | None:
+    """The empty plan, when the newest revision records that the rows are exactly as `state`
+    declares and nothing has written to either table since; otherwise None."""
+    key = exact_key(state)
+    if key is None or store.exact_record(conn, start.generation) != store.ExactRecord(
+        key, start.changes
+    ):
+        return None
+    return nothing_to_do(state, store.unmanaged_keys(conn))
+
+
+def _keep(
+    view: AppliedView,
+    state: DesiredState,
+    start: store.Fingerprint,
+    after: store.Fingerprint,
+    exact: bool,
+    others_only: bool,
+) -> None:
     """Remember `state` as applied, unless another writer wrote while this apply ran."""
-    before = view.checked
-    after = store.fingerprint(conn) if wrote or before is None else before
-    raced = before is not None and after.changes != before.changes
-    if raced and store.counts_others_only(conn):
+    if others_only and after.changes != start.changes:
         view.forget()  # what it wrote may not be in this apply's view
     else:
-        view.remember(state, after)
+        view.remember(state, after, exact)
 
 
 def _saved_plan(conn: Connection, saved: Plan, allow_mass_delete: bool) -> Plan:
@@ -201,27 +247,39 @@ def _saved_plan(conn: Connection, saved: Plan, allow_mass_delete: bool) -> Plan:
 def _files_plan(
     conn: Connection,
     state: DesiredState,
+    start: store.Fingerprint,
     view: AppliedView | None,
     allow_mass_delete: bool,
     leave_drift: bool,
-) -> Plan:
-    """The plan of the files' state, from the changed files only when `view` allows it."""
+    by_record: bool,
+) -> tuple[Plan, bool]:
+    """The plan of the files' state, from the record or the changed files only when they allow
+    it; and whether applying it leaves every managed row exactly as the files declare."""
+    if by_record and (recorded := _recorded_plan(conn, state, start)) is not None:
+        return recorded, True
     the_plan: Plan | None = None
+    exact = True
     if view is not None:
-        keys = view.changed_keys(state, store.fingerprint(conn))
+        keys = view.changed_keys(state, start)
         counts = store.table_counts(conn) if keys is not None else None
         # Rows read by key cost more than a scan: past half the table, read it all.
         if keys is not None and counts is not None and len(keys) * 2 <= counts.rows:
             the_plan, observed = _partial_plan(conn, state, keys, counts, allow_mass_delete)
+            exact = view.exact  # the other rows are as the view's last apply left them
     if the_plan is None:
         observed = store.read_observed(conn)
         items = desired_items(state)
         the_plan = make_plan(items, observed, state.digest, allow_mass_delete=allow_mass_delete)
+        exact = True
         if view is not None:
             view.full_plans += 1
     elif view is not None:
         view.partial_plans += 1
-    return without_pure_drift(the_plan, observed) if leave_drift else the_plan
+    if leave_drift:
+        kept = without_pure_drift(the_plan, observed)
+        exact = exact and len(kept.actions) == len(the_plan.actions)  # drift left in place
+        the_plan = kept
+    return the_plan, exact
 
 
 def _partial_plan(
@@ -247,17 +305,38 @@ def _partial_plan(
     return replace(the_plan, unchanged=the_plan.unchanged + others), observed
 
 
-def _write(conn: Connection, the_plan: Plan, who: store.RevisionInfo) -> ApplyResult:
-    """Write the plan, its generation and its revision; nothing at all when it changes nothing."""
+def _write(
+    conn: Connection,
+    the_plan: Plan,
+    who: store.RevisionInfo,
+    start: store.Fingerprint,
+    key: str | None,
+) -> tuple[ApplyResult, store.Fingerprint]:
+    """Write the plan, its generation and its revision; nothing at all when it changes nothing.
+
+    The revision records `key` (the rows are now exactly as those files declare) with the write
+    counter as this apply leaves it, unless another writer moved the counter meanwhile. Returns
+    the database's fingerprint at the end.
+    """
     if not the_plan.has_changes:
-        return ApplyResult(the_plan, store.current_generation(conn), applied=False)
+        return ApplyResult(the_plan, start.generation, applied=False), start
     now = datetime.now(UTC)
     generation = store.bump_generation(conn, now)
     store.write_plan(conn, the_plan, generation, now)
+    after = store.fingerprint(conn)
+    raced = store.counts_others_only(conn) and after.changes != start.changes
+    exact = store.ExactRecord(key, after.changes) if key is not None and not raced else None
     store.record_revision(
-        conn, plan_document(the_plan), the_plan, generation, who, summary_line(the_plan), now
+        conn,
+        plan_document(the_plan),
+        the_plan,
+        generation,
+        who,
+        summary_line(the_plan),
+        now,
+        exact,
     )
-    return ApplyResult(the_plan, generation, applied=True)
+    return ApplyResult(the_plan, generation, applied=True), after
 
 
 def check_saved_content(saved: Plan, registry: ProviderRegistry) -> None:

@@ -128,6 +128,41 @@ class Fingerprint:
     changes: int
 
 
+@dataclass(frozen=True, slots=True)
+class ExactRecord:
+    """What a revision says of the tables it left: every managed row exactly as the files of
+    `key` declare (`reconcile.exact_key`), with the write counter at `changes`. Any write since
+    moved the generation (an apply, which records its own) or the counter (anything else)."""
+
+    key: str
+    changes: int
+
+
+def exact_record(conn: Connection, generation: int) -> ExactRecord | None:
+    """The record of revision `generation`, when it has one; one row read by key."""
+    row = conn.execute(
+        select(revisions.c.exact_key, revisions.c.exact_changes).where(
+            revisions.c.generation == generation
+        )
+    ).one_or_none()
+    if row is None or row[0] is None or row[1] is None:
+        return None
+    return ExactRecord(str(row[0]), int(row[1]))
+
+
+def unmanaged_keys(conn: Connection) -> list[tuple[Kind, str]]:
+    """The rows that reconciler does not manage, sorted."""
+    keys = [
+        (Kind.provider, str(name))
+        for name in conn.scalars(select(providers.c.name).where(providers.c.managed_by != MANAGED))
+    ]
+    keys += [
+        (Kind.route, str(task))
+        for task in conn.scalars(select(routes.c.task).where(routes.c.managed_by != MANAGED))
+    ]
+    return sorted(keys)
+
+
 def fingerprint(conn: Connection) -> Fingerprint:
     """One row read, however large the tables."""
     row = conn.execute(
@@ -254,6 +289,7 @@ def record_revision(
     info: RevisionInfo,
     summary: str,
     now: datetime,
+    exact: ExactRecord | None = None,
 ) -> None:
     conn.execute(
         insert(revisions).values(
@@ -270,10 +306,16 @@ def record_revision(
             adopted=plan.count(Op.adopt),
             plan=plan_document,
             summary=summary,
+            exact_key=exact.key if exact else None,
+            exact_changes=exact.changes if exact else None,
         )
     )
 
 
+_RECORD_COLUMNS = ("exact_key", "exact_changes")  # bookkeeping, not history
+
+
 def list_revisions(conn: Connection, limit: int) -> list[dict[str, Any]]:
-    query = select(revisions).order_by(revisions.c.generation.desc()).limit(limit)
+    shown = [column for column in revisions.c if column.name not in _RECORD_COLUMNS]
+    query = select(*shown).order_by(revisions.c.generation.desc()).limit(limit)
     return [dict(row._mapping) for row in conn.execute(query)]

@@ -120,6 +120,11 @@ revisions = Table(
     Column("adopted", Integer, nullable=False),
     Column("plan", JSON, nullable=False),
     Column("summary", Text, nullable=False),
+    # Set when this apply left every managed row exactly as the files it applied declare: their
+    # key (files and rules, `reconcile.exact_key`) and the write counter as it left it. While
+    # both still hold, an apply of the same files has nothing to do (migration 0008).
+    Column("exact_key", String(64), nullable=True),
+    Column("exact_changes", BigInteger, nullable=True),
 )
 
 # The latest readiness verdict of each task, written by whoever probes (daemon or CLI).
