@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from sqlalchemy import Connection, Engine, delete, update
 from reconciler.adapters.db import store
 from reconciler.adapters.db.tables import routes
 from reconciler.core.config import ConfigLoader
-from reconciler.core.plan import Op
+from reconciler.core.plan import Kind, Observed, Op
 from reconciler.core.registry import ProviderRegistry
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.readiness_loop import ReadinessLoop
@@ -59,6 +60,66 @@ def test_an_edit_of_one_file_plans_only_what_that_file_declares(
     assert result.plan.unchanged == 2 + 4 * 3 - 1  # the whole config's, as a full plan says
     assert (daemon.view.partial_plans, daemon.view.full_plans) == (1, 1)
     assert left_over(daemon.engine, daemon.directory) == []
+
+
+@pytest.fixture
+def read_keys(monkeypatch: pytest.MonkeyPatch) -> list[set[tuple[Kind, str]]]:
+    """The keys of every read by key, in order."""
+    seen: list[set[tuple[Kind, str]]] = []
+    read = store.read_observed_keys
+
+    def recording(conn: Connection, keys: Iterable[tuple[Kind, str]]) -> list[Observed]:
+        seen.append(set(keys))
+        return read(conn, keys)
+
+    monkeypatch.setattr(store, "read_observed_keys", recording)
+    return seen
+
+
+def test_an_edit_of_one_route_reads_and_plans_that_route_alone(
+    started: tuple[Daemon, Files], read_keys: list[set[tuple[Kind, str]]]
+) -> None:
+    daemon, files = started
+    files["routes-1.yaml"]["task-1-2"] = "edited"
+    files["routes-1.yaml"]["task-1-9"] = "added"
+    del files["routes-1.yaml"]["task-1-0"]
+    write_files(daemon.directory, files)
+    result = daemon.cycle()
+    assert read_keys == [{(Kind.route, t) for t in ("task-1-0", "task-1-2", "task-1-9")}]
+    assert sorted((str(a.op), a.key) for a in result.plan.actions) == [
+        ("create", "task-1-9"),
+        ("delete", "task-1-0"),
+        ("update", "task-1-2"),
+    ]
+    assert left_over(daemon.engine, daemon.directory) == []
+
+
+def test_an_edit_that_changes_no_item_reads_no_row(
+    started: tuple[Daemon, Files], read_keys: list[set[tuple[Kind, str]]]
+) -> None:
+    daemon, _ = started
+    path = daemon.directory / "routes-2.yaml"
+    path.write_text("# reviewed\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
+    result = daemon.cycle()
+    assert not result.applied and read_keys == [set()]
+    assert result.plan.unchanged == 2 + 4 * 3
+
+
+def test_a_number_written_as_a_float_or_a_bool_is_a_change(
+    started: tuple[Daemon, Files],
+) -> None:
+    daemon, _ = started
+    path = daemon.directory / "routes-2.yaml"
+    original = path.read_text(encoding="utf-8")
+    for value, then in (("1", "1.0"), ("1.0", "true")):
+        for written in (value, then):
+            text = original.replace(
+                "    model: model-2-0\n",
+                f"    model: model-2-0\n    params: {{temperature: {written}}}\n",
+            )
+            path.write_text(text, encoding="utf-8")
+            daemon.cycle()
+            assert left_over(daemon.engine, daemon.directory) == [], written
 
 
 def test_an_unchanged_config_plans_nothing_and_writes_nothing(
@@ -139,17 +200,17 @@ def test_a_write_by_another_transaction_during_an_apply_sends_the_next_to_a_full
     if not db_url.startswith("postgresql"):
         pytest.skip("SQLite has one writer at a time: nobody writes while an apply runs")
     daemon, files = started
-    counts = store.table_counts
+    read = store.read_observed_keys
 
-    def meanwhile(conn: Connection) -> store.TableCounts:
+    def meanwhile(conn: Connection, keys: Iterable[tuple[Kind, str]]) -> list[Observed]:
         hand_edit(daemon.engine, "task-0-0", "by-hand", stamp=False)  # commits at once
-        return counts(conn)
+        return read(conn, keys)
 
-    monkeypatch.setattr(store, "table_counts", meanwhile)
+    monkeypatch.setattr(store, "read_observed_keys", meanwhile)
     files["routes-3.yaml"]["task-3-0"] = "edited"
     write_files(daemon.directory, files)
     assert daemon.cycle().applied
-    monkeypatch.setattr(store, "table_counts", counts)
+    monkeypatch.setattr(store, "read_observed_keys", read)
     files["routes-3.yaml"]["task-3-1"] = "edited"
     write_files(daemon.directory, files)
     result = daemon.cycle()

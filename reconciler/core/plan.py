@@ -58,6 +58,7 @@ __all__ = [
     "nothing_to_do",
     "recheck_saved",
     "route_essence",
+    "same_item",
     "state_digest",
     "without_pure_drift",
 ]
@@ -87,6 +88,24 @@ def desired_subset(state: DesiredState, keys: Iterable[tuple[Kind, str]]) -> lis
         elif kind is Kind.route and (route := state.routes.get(key)) is not None:
             items.append(_route_item(key, route))
     return items
+
+
+def same_item(old: DesiredState, new: DesiredState, kind: Kind, key: str) -> bool:
+    """Whether both states declare `key` with the same essence, type for type (compared as
+    canonical JSON text, so that 1, 1.0 and true differ)."""
+    if kind is Kind.provider:
+        was, now = old.providers.get(key), new.providers.get(key)
+        if was is None or now is None:
+            return False
+        return was is now or (
+            _provider_item(key, was).canonical == _provider_item(key, now).canonical
+        )
+    route_was, route_now = old.routes.get(key), new.routes.get(key)
+    if route_was is None or route_now is None:
+        return False
+    return route_was is route_now or (
+        _route_item(key, route_was).canonical == _route_item(key, route_now).canonical
+    )
 
 
 def declared_by_file(

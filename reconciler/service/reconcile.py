@@ -34,6 +34,7 @@ from reconciler.core.plan import (
     make_plan,
     nothing_to_do,
     recheck_saved,
+    same_item,
     state_digest,
     without_pure_drift,
 )
@@ -89,11 +90,12 @@ def plan(
 class AppliedView:
     """What the last apply left in the database, kept by a long-running caller between applies.
 
-    It holds the files as applied (name -> sha256), what each of them declared, and the
-    database's fingerprint at that apply's end: the generation, and the count of writes to the
-    providers and routes tables that the database's own triggers keep. While the fingerprint is
-    the same, the rows of the unchanged files are as that apply left them, so the next plan need
-    only cover what the changed files declare or declared; those rows are read again, by key. Any
+    It holds the files as applied (name -> sha256) and what they declared, and the database's
+    fingerprint at that apply's end: the generation, and the count of writes to the providers and
+    routes tables that the database's own triggers keep. While the fingerprint is the same, the
+    rows are as that apply left them, so the next plan need only cover the items that the changed
+    files declare or declared and that the change did not leave as they were (an edit of one
+    route in a file of a thousand plans one route); those rows are read again, by key. Any
     other fingerprint (another apply; a hand edit or another tool, each counted), a write by
     another transaction while an apply runs, an error, or `forget()` means the next apply reads
     and plans everything. The periodic resync, which calls `forget()` first, reads everything
@@ -104,6 +106,7 @@ class AppliedView:
         self._fingerprint: store.Fingerprint | None = None
         self._files: dict[str, str] = {}
         self._declared: dict[str, set[tuple[Kind, str]]] = {}
+        self._state: DesiredState | None = None  # the files as applied
         # Of the state being applied: its digest, its changed files and what they declare.
         self._pending: tuple[str, set[str], dict[str, set[tuple[Kind, str]]]] | None = None
         # Whether every managed row was exactly as the remembered files declare (no drift left).
@@ -113,14 +116,15 @@ class AppliedView:
 
     def forget(self) -> None:
         """Plan everything next time (a resync, or an error that left the view unknown)."""
-        self._fingerprint = self._pending = None
+        self._fingerprint = self._pending = self._state = None
         self.exact = False
 
     def changed_keys(
         self, state: DesiredState, current: store.Fingerprint
     ) -> set[tuple[Kind, str]] | None:
-        """What the changed files declare or declared; None when the view is not current."""
-        if self._fingerprint is None or current != self._fingerprint:
+        """What the changed files declare or declared, but for the items they left as they
+        were; None when the view is not current."""
+        if self._fingerprint is None or current != self._fingerprint or self._state is None:
             return None
         files = dict(state.files)
         changed = {
@@ -131,7 +135,8 @@ class AppliedView:
         keys: set[tuple[Kind, str]] = set()
         for name in changed:
             keys |= self._declared.get(name, set()) | declared.get(name, set())
-        return keys
+        applied = self._state
+        return {(kind, key) for kind, key in keys if not same_item(applied, state, kind, key)}
 
     def remember(self, state: DesiredState, current: store.Fingerprint, exact: bool) -> None:
         """`state` is applied and the database's fingerprint is now `current`; `exact` when no
@@ -146,6 +151,7 @@ class AppliedView:
             self._declared = declared_by_file(state)
         self._fingerprint = current
         self._files = dict(state.files)
+        self._state = state
 
 
 def apply(
@@ -261,10 +267,13 @@ def _files_plan(
     exact = True
     if view is not None:
         keys = view.changed_keys(state, start)
-        counts = store.table_counts(conn) if keys is not None else None
-        # Rows read by key cost more than a scan: past half the table, read it all.
-        if keys is not None and counts is not None and len(keys) * 2 <= counts.rows:
-            the_plan, observed = _partial_plan(conn, state, keys, counts, allow_mass_delete)
+        # Rows read by key cost more than a scan: past half the table, read it all (the table
+        # is counted only when the change is that large against what the files declare).
+        declared = len(state.providers) + len(state.routes)
+        if keys is not None and (
+            len(keys) * 2 <= declared or len(keys) * 2 <= store.table_counts(conn).rows
+        ):
+            the_plan, observed = _partial_plan(conn, state, keys, allow_mass_delete)
             exact = view.exact  # the other rows are as the view's last apply left them
     if the_plan is None:
         observed = store.read_observed(conn)
@@ -286,18 +295,21 @@ def _partial_plan(
     conn: Connection,
     state: DesiredState,
     keys: set[tuple[Kind, str]],
-    counts: store.TableCounts,
     allow_mass_delete: bool,
 ) -> tuple[Plan | None, list[Observed]]:
-    """The plan of `keys` alone: the same `make_plan`, with the whole table's managed count.
+    """The plan of `keys` alone: the same `make_plan`, with the whole table's managed count
+    when it deletes (the mass-deletion guard weighs deletions against every managed row).
 
     None when it deletes a provider: whether an unmanaged route still uses it is a question
     about every route, so that plan is made from everything.
     """
     observed = store.read_observed_keys(conn, keys)
     items = desired_subset(state, keys)
+    wanted = {(item.kind, item.key) for item in items}
+    deletes = any(row.managed and (row.kind, row.key) not in wanted for row in observed)
+    managed = store.table_counts(conn).managed if deletes else None
     the_plan = make_plan(
-        items, observed, state.digest, allow_mass_delete=allow_mass_delete, managed=counts.managed
+        items, observed, state.digest, allow_mass_delete=allow_mass_delete, managed=managed
     )
     if any(a.op is Op.delete and a.kind is Kind.provider for a in the_plan.actions):
         return None, observed
