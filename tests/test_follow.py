@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.core import plan
 from reconciler.core.config import ConfigLoader, DesiredState
 from reconciler.errors import ConfigInvalid
 from reconciler.service import follow
@@ -293,3 +294,23 @@ def test_a_deletion_counts_as_a_write_for_the_quiet_period(tmp_path: Path) -> No
     assert follow._quiet_left(follow._marks(tmp_path), _ago(1.0)) == 0.0
     (tmp_path / "a.yaml").unlink()  # say, the first step of a checkout: more may follow
     assert follow._quiet_left(follow._marks(tmp_path), _ago(1.0)) > 0.0
+
+
+def test_a_load_works_out_every_item_s_canonical_text_before_any_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "providers.yaml").write_text(provider_file("http://127.0.0.1:9"))
+    (tmp_path / "routes.yaml").write_text(routes_file("first:1b"))
+    sources = follow.read(tmp_path)
+    assert isinstance(sources, list)
+    state = follow.load(ConfigLoader(), sources)
+    worked_out: list[object] = []
+    monkeypatch.setattr(plan, "canonical", worked_out.append)
+    items = plan.desired_items(state)  # what a plan compares: text ready since the load
+    assert worked_out == []
+    assert {(str(i.kind), i.key) for i in items} == {
+        ("provider", "local"),
+        ("route", "scoring"),
+        ("route", "extraction"),
+    }
+    assert all(i.canonical for i in items)

@@ -56,6 +56,7 @@ __all__ = [
     "is_secret_ref",
     "make_plan",
     "nothing_to_do",
+    "prepare",
     "recheck_saved",
     "route_essence",
     "same_item",
@@ -106,6 +107,17 @@ def same_item(old: DesiredState, new: DesiredState, kind: Kind, key: str) -> boo
     return route_was is route_now or (
         _route_item(key, route_was).canonical == _route_item(key, route_now).canonical
     )
+
+
+def prepare(state: DesiredState) -> None:
+    """Work out now each declared item's essence and its canonical text, kept with the item,
+    so that a plan later compares ready text (the daemon does this while the files settle)."""
+    for name, provider in state.providers.items():
+        if "canonical" not in provider.memo:
+            _provider_item(name, provider)
+    for task, route in state.routes.items():
+        if "canonical" not in route.memo:
+            _route_item(task, route)
 
 
 def declared_by_file(

@@ -24,6 +24,7 @@ from typing import NamedTuple
 from reconciler.adapters.files import discover, display_name, load_sources, paused_gc
 from reconciler.adapters.watcher import watch_directory
 from reconciler.core.config import ConfigLoader, DesiredState
+from reconciler.core.plan import prepare
 from reconciler.errors import ConfigInvalid
 
 # The files as read: their bytes, None when they are gone, or why one cannot be read.
@@ -198,9 +199,12 @@ def _marks(directory: Path) -> Marks | None:
 
 def load(loader: ConfigLoader, sources: list[tuple[str, bytes]]) -> DesiredState:
     """Validate the files, the collector paused: its passes over a large config cost more than
-    the load itself."""
+    the load itself. The new items' essences are worked out too, while the files settle, rather
+    than when the plan compares them."""
     with paused_gc():
-        return loader.load(sources)
+        state = loader.load(sources)
+        prepare(state)
+        return state
 
 
 def missing_message(directory: Path) -> str:
