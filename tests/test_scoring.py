@@ -5,16 +5,18 @@ the daemon. Every test runs on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from reconciler.core.scoring import DEFAULT_OUTPUT_SCHEMA, SCORING_RUBRIC
-from reconciler.service.scoring import ScoringOptions
+from reconciler.service.scoring import ScoringOptions, ScoringWorker
 from tests.builders import LABEL_PROMPT, LABEL_SCHEMA, items
 from tests.conftest import Result
 from tests.daemon_harness import Daemon
@@ -27,7 +29,7 @@ from tests.fakeprovider import (
     item_of,
     rate_limited_once,
 )
-from tests.scoring_bed import Bed, set_up_bed
+from tests.scoring_bed import FAST, Bed, set_up_bed
 from tests.scoring_worker import Worker, empty_queue, job_rows, migrated_database
 
 
@@ -156,6 +158,30 @@ def test_a_malformed_answer_is_retried_then_the_job_is_dead_with_its_error(
     )  # 2 items x 2 attempts x 2 (asked again once)
     shown = bed.run("jobs")
     assert "dead: scoring/item-00 after 2 attempt(s): local/llama3.1:8b: " in shown.stdout
+
+
+def test_a_retry_claimed_before_its_last_attempt_is_dropped_is_worked_not_left_to_lapse(
+    bed: Bed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a busy machine the next attempt of a retried job can be claimed before the loop has
+    dropped the task of the attempt before: it must be worked, not taken for a call still
+    running and left until its lease lapses (then dead, "leases expired", never asked again)."""
+    forget = ScoringWorker._forget
+
+    def late(self: ScoringWorker, job_id: int) -> Callable[[asyncio.Task[None]], None]:
+        now = forget(self, job_id)
+        return lambda task: asyncio.get_running_loop().call_later(0.5, now, task)
+
+    monkeypatch.setattr(ScoringWorker, "_forget", late)
+    for name in ("local", "cloud"):
+        bed.fake.behaviours[name].chat = answering(content="no JSON here")
+    bed.enqueue("scoring", items(2))
+    stats = bed.drain("scoring", replace(FAST, lease_s=2.0))
+    assert (stats.done, stats.retried, stats.dead, stats.lost_lease) == (0, 2, 2, 0)
+    for row in bed.rows().values():
+        assert (row["status"], row["attempts"]) == ("dead", 2), row["error"]
+        assert "not valid JSON" in row["error"]
+    assert len(bed.chats("local")) == 2 * 2 * 2  # two jobs, two attempts, asked twice each
 
 
 def test_an_answer_whose_body_is_not_json_ends_dead_never_stuck_leased(bed: Bed) -> None:

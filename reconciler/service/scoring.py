@@ -99,6 +99,9 @@ class ScoringWorker:
         self._noticed: datetime | None = None
         self._capacity = self.options.batch  # learned from the providers before each claim
         self._running: dict[int, asyncio.Task[None]] = {}
+        # Of those, the tasks already writing their outcome: a job of theirs claimed again is a
+        # new attempt (a retry that came due), not a lapsed lease while the call still runs.
+        self._finishing: set[asyncio.Task[None]] = set()
         self._cached: tuple[RouteSnapshot | None, float] = (None, 0.0)
         self._outcomes = GroupCommit(partial(queue.finish_many, engine, self.owner))
 
@@ -184,7 +187,8 @@ class ScoringWorker:
             queue.claim, self.engine, self.owner, tasks, room, lease, datetime.now(UTC)
         )
         for job in jobs:
-            if job.id in self._running:
+            running = self._running.get(job.id)
+            if running is not None and not running.done() and running not in self._finishing:
                 continue  # its lease lapsed and this worker took it again: the call still runs
             task = asyncio.create_task(self._work(job, snapshot))
             self._running[job.id] = task
@@ -223,8 +227,10 @@ class ScoringWorker:
                     log.warning("could not renew %d lease(s): %s", len(held), type(exc).__name__)
 
     def _forget(self, job_id: int) -> Callable[[asyncio.Task[None]], None]:
-        def forget(_task: asyncio.Task[None]) -> None:
-            self._running.pop(job_id, None)
+        def forget(task: asyncio.Task[None]) -> None:
+            self._finishing.discard(task)
+            if self._running.get(job_id) is task:  # not the next attempt's, claimed meanwhile
+                del self._running[job_id]
 
         return forget
 
@@ -284,6 +290,8 @@ class ScoringWorker:
     async def _finish(self, job: queue.ClaimedJob, values: dict[str, Any]) -> bool:
         """Write the job's outcome if its lease is still held; True when it was kept."""
         values = _scrubbed(values)
+        if (task := asyncio.current_task()) is not None:
+            self._finishing.add(task)
         kept = await self._outcomes.write(job.id, values)
         status = values["status"]
         if not kept:
