@@ -188,10 +188,16 @@ class StatementCounter:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.statements: list[str] = []
+        self.texts: list[str] = []  # each statement in full
         event.listen(engine, "before_cursor_execute", self._record)
 
     def _record(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         self.statements.append(statement.lstrip().split(None, 1)[0].upper())
+        self.texts.append(statement)
+
+    def selects_of(self, column: str) -> int:
+        """How many SELECTs read `column` (`table.column`, as SQLAlchemy writes it)."""
+        return sum(1 for s in self.texts if s.lstrip().upper().startswith("SELECT") and column in s)
 
     @property
     def writes(self) -> int:
@@ -199,6 +205,7 @@ class StatementCounter:
 
     def reset(self) -> None:
         self.statements.clear()
+        self.texts.clear()
 
     def close(self) -> None:
         event.remove(self.engine, "before_cursor_execute", self._record)

@@ -61,11 +61,13 @@ class Daemon:
         self.loader = ConfigLoader()
         self.view = reconcile.AppliedView()
 
-    def cycle(self, *, resync: bool = False) -> reconcile.ApplyResult:
+    def cycle(self, *, resync: bool = False, leave_drift: bool = False) -> reconcile.ApplyResult:
         if resync:
             self.view.forget()
         state = reconcile.load_config([self.directory], self.loader)
-        return reconcile.apply(self.engine, state, lock_timeout=5, view=self.view)
+        return reconcile.apply(
+            self.engine, state, lock_timeout=5, view=self.view, leave_drift=leave_drift
+        )
 
 
 def left_over(engine: Engine, directory: Path) -> list[str]:

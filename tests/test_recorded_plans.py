@@ -12,14 +12,14 @@ downgrade. On SQLite and PostgreSQL.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, Engine, event, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from reconciler.adapters.db import migrate, store
 from reconciler.adapters.db.tables import revisions, routes
@@ -27,7 +27,7 @@ from reconciler.core.config import ConfigLoader, DesiredState
 from reconciler.core.plan import Plan
 from reconciler.core.registry import BUILTIN_TYPES, ProviderRegistry
 from reconciler.service import reconcile
-from tests.conftest import Result
+from tests.conftest import Result, StatementCounter
 from tests.route_files import (
     PROVIDERS,
     Daemon,
@@ -39,31 +39,6 @@ from tests.route_files import (
 )
 
 Shown = tuple[list[str], int, list[str]]  # actions, unchanged, unmanaged
-
-
-class Reads:
-    """Whether an engine read every route (the full read), counted per statement."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.full = 0
-        event.listen(engine, "before_cursor_execute", self._record)
-
-    def _record(self, conn: object, cursor: object, statement: str, *args: object) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "llm_task_routes.params" in (
-            statement
-        ):
-            self.full += 1
-
-    def close(self) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._record)
-
-
-@pytest.fixture
-def reads(engine: Engine) -> Iterator[Reads]:
-    counting = Reads(engine)
-    yield counting
-    counting.close()
 
 
 def _load(directory: Path, registry: ProviderRegistry | None = None) -> DesiredState:
@@ -112,16 +87,14 @@ def applied(engine: Engine, tmp_path: Path) -> tuple[Path, Files]:
 
 
 def test_an_apply_of_the_files_just_applied_reads_no_table_and_writes_nothing(
-    engine: Engine, applied: tuple[Path, Files], reads: Reads
+    engine: Engine, applied: tuple[Path, Files], counter: StatementCounter
 ) -> None:
     directory, _ = applied
-    statements: list[str] = []
-    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
     result = _apply(engine, directory)
     assert not result.applied
-    assert reads.full == 0
-    writes = ("INSERT", "UPDATE", "DELETE")
-    assert not [s for s in statements if s.lstrip().upper().startswith(writes)]
+    assert counter.selects_of("llm_task_routes.params") == 0
+    assert counter.selects_of("llm_provider_configs.config") == 0
+    assert counter.writes == 0
     assert _shown(result.plan) == ([], 2 + 4 * 3, [])
     assert _recorded(engine, directory)
 
@@ -142,7 +115,7 @@ def test_the_record_names_the_files_and_the_counter_the_apply_left(
 
 
 def test_a_hand_edit_is_put_back_by_the_next_apply(
-    engine: Engine, applied: tuple[Path, Files], reads: Reads
+    engine: Engine, applied: tuple[Path, Files]
 ) -> None:
     directory, _ = applied
     hand_edit(engine, "task-2-0", "by-hand", stamp=False)
@@ -186,16 +159,16 @@ def test_a_second_writer_s_files_are_not_taken_for_these(
 
 
 def test_renamed_and_moved_files_plan_from_the_rows_and_find_nothing(
-    engine: Engine, applied: tuple[Path, Files], reads: Reads
+    engine: Engine, applied: tuple[Path, Files], counter: StatementCounter
 ) -> None:
     directory, files = applied
     files["routes-7.yaml"] = files.pop("routes-1.yaml")
     files["routes-3.yaml"]["task-0-0"] = files["routes-0.yaml"].pop("task-0-0")
     write_files(directory, files)
     assert not _recorded(engine, directory)  # other files: the rows are read
-    reads.full = 0
+    counter.reset()
     result = _apply(engine, directory)
-    assert not result.applied and reads.full == 1
+    assert not result.applied and counter.selects_of("llm_task_routes.params") == 1
     assert not _recorded(engine, directory)  # nothing was written, so nothing was recorded
 
 
@@ -226,8 +199,7 @@ def test_drift_left_in_place_is_not_recorded_as_exact(
     hand_edit(engine, "task-1-0", "by-hand", stamp=False)
     files["routes-2.yaml"]["task-2-0"] = "edited"
     write_files(directory, files)
-    state = reconcile.load_config([directory], daemon.loader)
-    result = reconcile.apply(engine, state, lock_timeout=5, view=daemon.view, leave_drift=True)
+    result = daemon.cycle(leave_drift=True)
     assert [a.key for a in result.plan.actions] == ["task-2-0"]  # the drift is only reported
     assert _record(engine) is None
     assert not _recorded(engine, directory)
@@ -250,13 +222,11 @@ def test_a_partial_apply_after_an_exact_one_is_exact_and_after_drift_is_not(
     hand_edit(engine, "task-0-2", "by-hand", stamp=False)
     files["routes-3.yaml"]["task-3-1"] = "edited"
     write_files(directory, files)
-    state = reconcile.load_config([directory], daemon.loader)
-    reconcile.apply(engine, state, lock_timeout=5, view=daemon.view, leave_drift=True)
+    daemon.cycle(leave_drift=True)
     files["routes-3.yaml"]["task-3-0"] = "edited"
     write_files(directory, files)
-    state = reconcile.load_config([directory], daemon.loader)
     partial = daemon.view.partial_plans
-    reconcile.apply(engine, state, lock_timeout=5, view=daemon.view, leave_drift=True)
+    daemon.cycle(leave_drift=True)
     assert daemon.view.partial_plans == partial + 1
     assert _record(engine) is None
     assert not _recorded(engine, directory)
@@ -374,8 +344,7 @@ def test_every_sequence_of_writers_leaves_the_record_s_answer_the_full_plan_s(
             if kind == "daemon":
                 daemon.cycle()
             elif kind == "drift":
-                state = reconcile.load_config([directory], daemon.loader)
-                reconcile.apply(engine, state, lock_timeout=5, view=daemon.view, leave_drift=True)
+                daemon.cycle(leave_drift=True)
             _recorded(engine, directory)  # checks the record's answer against a full plan
             _apply(engine, directory, allow_mass_delete=True)
             assert not reconcile.plan(engine, _load(directory)).has_changes, f"after {kind}"
