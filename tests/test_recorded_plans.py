@@ -190,12 +190,18 @@ def test_a_state_no_loader_made_has_no_key() -> None:
     assert reconcile.exact_key(empty) is None
 
 
+@pytest.fixture
+def daemon(engine: Engine, applied: tuple[Path, Files]) -> Daemon:
+    """The daemon's worker, once it has applied the files too (nothing to do)."""
+    worker = Daemon(engine, applied[0])
+    worker.cycle()
+    return worker
+
+
 def test_drift_left_in_place_is_not_recorded_as_exact(
-    engine: Engine, applied: tuple[Path, Files]
+    engine: Engine, applied: tuple[Path, Files], daemon: Daemon
 ) -> None:
     directory, files = applied
-    daemon = Daemon(engine, directory)
-    daemon.cycle()
     hand_edit(engine, "task-1-0", "by-hand", stamp=False)
     files["routes-2.yaml"]["task-2-0"] = "edited"
     write_files(directory, files)
@@ -208,11 +214,9 @@ def test_drift_left_in_place_is_not_recorded_as_exact(
 
 
 def test_a_partial_apply_after_an_exact_one_is_exact_and_after_drift_is_not(
-    engine: Engine, applied: tuple[Path, Files]
+    engine: Engine, applied: tuple[Path, Files], daemon: Daemon
 ) -> None:
     directory, files = applied
-    daemon = Daemon(engine, directory)
-    daemon.cycle()
     files["routes-3.yaml"]["task-3-2"] = "edited"
     write_files(directory, files)
     assert daemon.cycle().applied
