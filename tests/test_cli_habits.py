@@ -436,3 +436,33 @@ def test_history_marks_a_revision_applied_from_uncommitted_files_as_dirty(
     sql(engine, f"UPDATE reconcile_revisions SET git_commit = '{head}+dirty' WHERE generation = 2")
     listed = json.loads(cli("--database-url", url, "history", "--format", "json").stdout)
     assert (listed[1]["git_commit"], listed[1]["dirty"]) == (head, True)
+
+
+def test_a_database_url_of_an_engine_reconciler_does_not_support_is_one_clear_error() -> None:
+    result = run_reconciler("--database-url", "mysql://root@127.0.0.1/test", "history")
+    assert result.code == 1
+    assert "unsupported database 'mysql'" in result.stderr
+    assert "use sqlite:///FILE or postgresql://" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_a_postgresql_url_without_its_driver_says_what_to_install(tmp_path: Path) -> None:
+    """An install without the `postgres` extra: psycopg cannot be imported."""
+    script = (
+        "import sys; sys.modules['psycopg'] = None; sys.argv[0] = 'reconciler'; "
+        "from reconciler.__main__ import main; main()"
+    )
+    url = "postgresql://reconciler:s3cret-pass@127.0.0.1:5432/reconciler"
+    for command in (["history"], ["db", "upgrade"], ["--config", str(ROOT / "config"), "plan"]):
+        done = subprocess.run(
+            [sys.executable, "-c", script, "--database-url", url, *command],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=tmp_path,
+        )
+        assert done.returncode == 1, (command, done.stderr)
+        assert "PostgreSQL needs the psycopg 3 driver, which is not installed" in done.stderr
+        assert "pip install 'reconciler[postgres]'" in done.stderr
+        assert "Traceback" not in done.stderr and "s3cret-pass" not in done.stderr

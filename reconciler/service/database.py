@@ -17,7 +17,12 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from reconciler.adapters import secrets
-from reconciler.adapters.db.engine import UnsupportedDatabase, first_line, make_engine
+from reconciler.adapters.db.engine import (
+    DriverMissing,
+    UnsupportedDatabase,
+    first_line,
+    make_engine,
+)
 from reconciler.errors import StateError, TemporaryError
 from reconciler.service.redaction import redact
 
@@ -76,6 +81,8 @@ def open_database(url: str) -> Iterator[Engine]:
     secrets.remember(url_secrets(url))
     try:
         engine = make_engine(url)
+    except DriverMissing as exc:
+        raise StateError(redact(f"cannot open {safe_url(url)}: {exc}")) from None
     except (UnsupportedDatabase, ArgumentError) as exc:
         raise StateError(redact(f"bad --database-url {safe_url(url)}: {exc}")) from None
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 from typing import Any
@@ -17,6 +18,10 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 
 class UnsupportedDatabase(ValueError):
     """The URL names a database engine reconciler does not support."""
+
+
+class DriverMissing(UnsupportedDatabase):
+    """The URL names a supported engine whose driver is not installed."""
 
 
 def normalize_url(url: str) -> URL:
@@ -42,6 +47,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(parsed, **kwargs)
         _tune_sqlite(engine)
         return engine
+    if importlib.util.find_spec("psycopg") is None:
+        raise DriverMissing(
+            "PostgreSQL needs the psycopg 3 driver, which is not installed; install it with "
+            "`pip install 'reconciler[postgres]'`"
+        )
     # The application name shows in pg_stat_activity, so a lock holder can be named.
     connect_args = {"application_name": f"reconciler {socket.gethostname()} pid {os.getpid()}"}
     return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args, **kwargs)
