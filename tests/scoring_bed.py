@@ -70,6 +70,28 @@ class Bed(_Configured):
         finally:
             engine.dispose()
 
+    def run_until(
+        self, task: str, options: ScoringOptions, done: Callable[[ScoreStats], bool], within: float
+    ) -> ScoreStats:
+        """Run the worker as the daemon does (`run`) until `done(stats)`, for `within` s at most."""
+        engine = make_engine(self.url)
+
+        async def work() -> ScoreStats:
+            worker = ScoringWorker(engine, load_registry(), env={}, options=options)
+            stop = asyncio.Event()
+            running = asyncio.create_task(worker.run(stop, lambda: {task}))
+            deadline = time.monotonic() + within
+            while not done(worker.stats) and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            stop.set()
+            await running
+            return worker.stats
+
+        try:
+            return asyncio.run(work())
+        finally:
+            engine.dispose()
+
     def rows(self, task: str | None = None) -> dict[str, dict[str, Any]]:
         return {r["item_id"]: r for r in job_rows(self.url) if task in (None, r["task"])}
 

@@ -12,9 +12,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
+from reconciler.adapters.db import queue_store
 from reconciler.core.scoring import DEFAULT_OUTPUT_SCHEMA, SCORING_RUBRIC
 from reconciler.service.scoring import ScoringOptions, ScoringWorker
 from tests.builders import LABEL_PROMPT, LABEL_SCHEMA, items
@@ -182,6 +185,59 @@ def test_a_retry_claimed_before_its_last_attempt_is_dropped_is_worked_not_left_t
         assert (row["status"], row["attempts"]) == ("dead", 2), row["error"]
         assert "not valid JSON" in row["error"]
     assert len(bed.chats("local")) == 2 * 2 * 2  # two jobs, two attempts, asked twice each
+
+
+def test_a_retry_claimed_while_its_last_attempt_resumes_from_its_write_is_worked(
+    bed: Bed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same race, one step earlier: the retry is committed and claimed again while the
+    attempt that wrote it has not yet resumed. The claim finds the job queued, so it is a new
+    attempt, whatever the task of the last one is doing."""
+    finish_many = queue_store.finish_many
+
+    def slow_to_return(*args: Any) -> set[int]:
+        kept = finish_many(*args)
+        time.sleep(0.3)  # committed; the attempt that wrote it waits to hear so
+        return kept
+
+    monkeypatch.setattr(queue_store, "finish_many", slow_to_return)
+    for name in ("local", "cloud"):
+        bed.fake.behaviours[name].chat = answering(content="no JSON here")
+    bed.enqueue("scoring", items(2))
+    stats = bed.drain("scoring", replace(FAST, lease_s=2.0))
+    assert (stats.done, stats.retried, stats.dead, stats.lost_lease) == (0, 2, 2, 0)
+    for row in bed.rows().values():
+        assert (row["status"], row["attempts"]) == ("dead", 2), row["error"]
+        assert "not valid JSON" in row["error"]
+
+
+def test_a_lease_that_lapses_while_the_outcome_waits_for_the_database_is_not_asked_again(
+    bed: Bed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database refuses writes for longer than a lease: the lease lapses while the answer
+    waits to be written, and this worker claims the job back. Its call is done and its answer
+    is on the way, so the job is not asked again, and is counted once."""
+    down_until = time.monotonic() + 2.0
+    finish_many, renew = queue_store.finish_many, queue_store.renew
+
+    def refused(write: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            if time.monotonic() < down_until:
+                raise OperationalError("UPDATE scoring_jobs", {}, Exception("database is down"))
+            return write(*args)
+
+        return call
+
+    monkeypatch.setattr(queue_store, "finish_many", refused(finish_many))
+    monkeypatch.setattr(queue_store, "renew", refused(renew))
+    bed.enqueue("scoring", items(1))
+    options = replace(FAST, lease_s=0.6)
+    stats = bed.run_until("scoring", options, lambda s: s.done + s.lost_lease > 0, within=15)
+    assert (stats.done, stats.retried, stats.dead, stats.lost_lease) == (1, 0, 0, 0)
+    (row,) = bed.rows().values()
+    assert (row["status"], row["result"]["score"]) == ("done", 0.8)
+    assert row["attempts"] >= 2  # claimed back at least once while the database was down
+    assert len(bed.chats("local")) == 1
 
 
 def test_an_answer_whose_body_is_not_json_ends_dead_never_stuck_leased(bed: Bed) -> None:

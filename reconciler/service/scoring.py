@@ -99,9 +99,9 @@ class ScoringWorker:
         self._noticed: datetime | None = None
         self._capacity = self.options.batch  # learned from the providers before each claim
         self._running: dict[int, asyncio.Task[None]] = {}
-        # Of those, the tasks already writing their outcome: a job of theirs claimed again is a
-        # new attempt (a retry that came due), not a lapsed lease while the call still runs.
-        self._finishing: set[asyncio.Task[None]] = set()
+        # Tasks whose job was claimed again for a new attempt before they were done: their
+        # outcome is written, they are only winding up; waited for at the end all the same.
+        self._retiring: set[asyncio.Task[None]] = set()
         self._cached: tuple[RouteSnapshot | None, float] = (None, 0.0)
         self._outcomes = GroupCommit(partial(queue.finish_many, engine, self.owner))
 
@@ -188,8 +188,13 @@ class ScoringWorker:
         )
         for job in jobs:
             running = self._running.get(job.id)
-            if running is not None and not running.done() and running not in self._finishing:
-                continue  # its lease lapsed and this worker took it again: the call still runs
+            if running is not None and not running.done():
+                if job.lapsed:
+                    continue  # its lease lapsed and this worker took it again: the call runs on
+                # Queued again, so its outcome is written: a retry that came due before the
+                # task of the attempt before it was done.
+                self._retiring.add(running)
+                running.add_done_callback(self._retiring.discard)
             task = asyncio.create_task(self._work(job, snapshot))
             self._running[job.id] = task
             task.add_done_callback(self._forget(job.id))
@@ -228,7 +233,6 @@ class ScoringWorker:
 
     def _forget(self, job_id: int) -> Callable[[asyncio.Task[None]], None]:
         def forget(task: asyncio.Task[None]) -> None:
-            self._finishing.discard(task)
             if self._running.get(job_id) is task:  # not the next attempt's, claimed meanwhile
                 del self._running[job_id]
 
@@ -290,8 +294,6 @@ class ScoringWorker:
     async def _finish(self, job: queue.ClaimedJob, values: dict[str, Any]) -> bool:
         """Write the job's outcome if its lease is still held; True when it was kept."""
         values = _scrubbed(values)
-        if (task := asyncio.current_task()) is not None:
-            self._finishing.add(task)
         kept = await self._outcomes.write(job.id, values)
         status = values["status"]
         if not kept:
@@ -322,6 +324,7 @@ class ScoringWorker:
             await self.asker.close()
 
     async def _give_back(self) -> None:
+        await asyncio.gather(*self._retiring, return_exceptions=True)  # outcomes written already
         running = dict(self._running)
         if not running:
             return

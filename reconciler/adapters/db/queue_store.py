@@ -47,6 +47,9 @@ class ClaimedJob:
     item_id: str
     payload: dict[str, Any]
     attempts: int
+    # Taken back from this same owner, whose lease on it had lapsed (rather than queued): the
+    # owner's own call for it may still be running.
+    lapsed: bool = False
 
 
 def enqueue(
@@ -122,7 +125,7 @@ def claim(
         and_(scoring_jobs.c.status == LEASED, scoring_jobs.c.lease_expires_at < now),
     )
     pick = (
-        select(scoring_jobs.c.id)
+        select(scoring_jobs.c.id, scoring_jobs.c.status, scoring_jobs.c.lease_owner)
         .where(scoring_jobs.c.task.in_(tasks), due)
         .order_by(scoring_jobs.c.id)
         .limit(limit)
@@ -134,9 +137,11 @@ def claim(
         if conn.execute(probe).first() is None:
             return []
     with _begin(engine) as conn:
-        ids = list(conn.execute(pick).scalars())
-        if not ids:
+        picked = conn.execute(pick).all()
+        if not picked:
             return []
+        ids = [row.id for row in picked]
+        lapsed = {row.id for row in picked if row.status == LEASED and row.lease_owner == owner}
         conn.execute(
             update(scoring_jobs)
             .where(scoring_jobs.c.id.in_(ids))
@@ -161,7 +166,9 @@ def claim(
             .where(scoring_jobs.c.id.in_(ids))
             .order_by(scoring_jobs.c.id)
         )
-        return [ClaimedJob(r.id, r.task, r.item_id, r.payload, r.attempts) for r in rows]
+        return [
+            ClaimedJob(r.id, r.task, r.item_id, r.payload, r.attempts, r.id in lapsed) for r in rows
+        ]
 
 
 def finish(engine: Engine, job_id: int, owner: str, values: dict[str, Any]) -> bool:
