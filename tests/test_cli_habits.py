@@ -463,6 +463,6 @@ def test_a_postgresql_url_without_its_driver_says_what_to_install(tmp_path: Path
             cwd=tmp_path,
         )
         assert done.returncode == 1, (command, done.stderr)
-        assert "PostgreSQL needs the psycopg 3 driver, which is not installed" in done.stderr
+        assert "PostgreSQL needs the psycopg 3 driver, which cannot be imported" in done.stderr
         assert "pip install 'reconciler[postgres]'" in done.stderr
         assert "Traceback" not in done.stderr and "s3cret-pass" not in done.stderr

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, event, insert, select, text, update
 
 from reconciler.adapters.db import migrate, store
 from reconciler.adapters.db.tables import revisions, routes
@@ -186,8 +187,39 @@ def test_files_read_under_other_rules_are_planned_from_the_rows(
 
 
 def test_a_state_no_loader_made_has_no_key() -> None:
-    empty = DesiredState({}, {}, ())
-    assert reconcile.exact_key(empty) is None
+    """A state made by hand has a digest of its files, perhaps, but no rules to tell it by."""
+    made = DesiredState({}, {}, (("routes.yaml", "0" * 64),), digest="1" * 64)
+    assert reconcile.exact_key(made) is None
+    assert reconcile.exact_key(replace(made, rules="2" * 64)) is not None
+
+
+def test_files_read_by_other_code_are_planned_from_the_rows(
+    engine: Engine, applied: tuple[Path, Files], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another build of reconciler under the same version number (a development install, a
+    patched copy) may want other rows from the same files."""
+    directory, _ = applied
+    assert _recorded(engine, directory)
+    monkeypatch.setattr(reconcile, "code_digest", lambda: "patched")
+    assert not _recorded(engine, directory)
+
+
+def test_a_trigger_that_no_longer_counts_writes_voids_every_record(
+    engine: Engine, applied: tuple[Path, Files], db_url: str
+) -> None:
+    """A table rebuilt by another tool loses its triggers; a disabled one counts nothing."""
+    directory, _ = applied
+    with engine.begin() as conn:
+        if db_url.startswith("postgresql"):
+            conn.execute(
+                text("ALTER TABLE llm_task_routes DISABLE TRIGGER llm_task_routes_changes")
+            )
+        else:
+            conn.execute(text("DROP TRIGGER llm_task_routes_update_changes"))
+    hand_edit(engine, "task-1-2", "uncounted", stamp=False)
+    assert not _recorded(engine, directory)
+    assert [a.key for a in _apply(engine, directory).plan.actions] == ["task-1-2"]
+    assert not _recorded(engine, directory)  # and so it stays, record or not
 
 
 @pytest.fixture
@@ -260,14 +292,14 @@ def test_a_write_during_the_apply_is_not_recorded_as_exact(
     assert [a.key for a in _apply(engine, directory).plan.actions] == ["task-0-0"]
 
 
-def test_a_database_taken_down_to_0007_and_back_plans_from_the_rows(
+def test_a_database_taken_down_before_the_counter_and_back_plans_from_the_rows(
     engine: Engine, applied: tuple[Path, Files]
 ) -> None:
     directory, _ = applied
     assert _recorded(engine, directory)
-    migrate.downgrade(engine, "0007")
-    hand_edit(engine, "task-1-1", "meanwhile", stamp=False)  # no record to move: it is gone
-    migrate.upgrade(engine)
+    migrate.downgrade(engine, "0006")  # the counter and its triggers go too
+    hand_edit(engine, "task-1-1", "meanwhile", stamp=False)  # counted by nothing
+    migrate.upgrade(engine)  # the counter starts again at 0
     assert not _recorded(engine, directory)
     assert [a.key for a in _apply(engine, directory).plan.actions] == ["task-1-1"]
 
@@ -288,9 +320,19 @@ def test_the_cli_answers_from_the_record_only_where_it_shows_no_digest(
 
     directory, _ = applied
     base = ["--database-url", engine.url.render_as_string(False), "--config", str(directory)]
-    shown = cli(*base, "apply")
+    statements: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)  # every engine the CLI makes
+    try:
+        shown = cli(*base, "apply")
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
     assert shown.code == 0, shown.output
     assert "Nothing to apply; nothing was written" in shown.output
+    assert statements and not [s for s in statements if "llm_task_routes.params" in s]
     as_json = cli(*base, "apply", "--format", "json")
     assert as_json.code == 0, as_json.output
     document = json.loads(as_json.stdout)

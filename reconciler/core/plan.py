@@ -94,19 +94,20 @@ def desired_subset(state: DesiredState, keys: Iterable[tuple[Kind, str]]) -> lis
 def same_item(old: DesiredState, new: DesiredState, kind: Kind, key: str) -> bool:
     """Whether both states declare `key` with the same essence, type for type (compared as
     canonical JSON text, so that 1, 1.0 and true differ)."""
-    if kind is Kind.provider:
-        was, now = old.providers.get(key), new.providers.get(key)
-        if was is None or now is None:
-            return False
-        return was is now or (
-            _provider_item(key, was).canonical == _provider_item(key, now).canonical
-        )
-    route_was, route_now = old.routes.get(key), new.routes.get(key)
-    if route_was is None or route_now is None:
+    was, now = _declared(old, kind, key), _declared(new, kind, key)
+    if was is None or now is None:
         return False
-    return route_was is route_now or (
-        _route_item(key, route_was).canonical == _route_item(key, route_now).canonical
-    )
+    return was is now or _item(kind, key, was).canonical == _item(kind, key, now).canonical
+
+
+def _declared(state: DesiredState, kind: Kind, key: str) -> DeclaredProvider | DeclaredRoute | None:
+    return state.providers.get(key) if kind is Kind.provider else state.routes.get(key)
+
+
+def _item(kind: Kind, key: str, declared: DeclaredProvider | DeclaredRoute) -> Desired:
+    if isinstance(declared, DeclaredProvider):
+        return _provider_item(key, declared)
+    return _route_item(key, declared)
 
 
 def prepare(state: DesiredState) -> None:

@@ -22,6 +22,7 @@ from reconciler.adapters.db import revision, store
 from reconciler.adapters.db.apply_lock import apply_transaction
 from reconciler.adapters.db.leader import Leadership, leadership_for
 from reconciler.adapters.files import paused_gc
+from reconciler.adapters.rules import code_digest
 from reconciler.core.config import DesiredState
 from reconciler.core.plan import (
     Kind,
@@ -73,9 +74,9 @@ def plan(
     refusal `apply` would make.
 
     With `by_record`, a database whose newest revision records that it holds exactly these files
-    (`exact_key`) and has not been written since answers "nothing to do" without reading either
-    table; that plan's `base_digest` is empty, so a caller that prints or saves it leaves
-    `by_record` off.
+    (`exact_key`) and has not been written since answers "nothing to do" without reading and
+    comparing the rows; that plan's `base_digest` is empty, so a caller that shows or saves the
+    digest (JSON, a saved plan) leaves `by_record` off.
     """
     revision.require_current(engine)
     with paused_gc(), engine.connect() as conn:
@@ -90,7 +91,8 @@ def plan(
 class AppliedView:
     """What the last apply left in the database, kept by a long-running caller between applies.
 
-    It holds the files as applied (name -> sha256) and what they declared, and the database's
+    It holds the files as applied (name -> sha256), the state they were loaded into and what
+    each declared, and the database's
     fingerprint at that apply's end: the generation, and the count of writes to the providers and
     routes tables that the database's own triggers keep. While the fingerprint is the same, the
     rows are as that apply left them, so the next plan need only cover the items that the changed
@@ -207,20 +209,25 @@ def apply(
 
 
 def exact_key(state: DesiredState) -> str | None:
-    """The key of `state`'s files and of the rules that validated them: the same key, the same
-    rows wanted. None for a state that no loader made (nothing to tell it apart by)."""
+    """The key of `state`'s files and of the rules that validated them (reconciler's version,
+    the provider types and their origins, the core's code): the same key, the same rows wanted.
+    None for a state that no loader made (nothing to tell it apart by)."""
     if not state.digest or not state.rules:
         return None
-    return hashlib.sha256(f"{state.digest}\0{state.rules}".encode()).hexdigest()
+    text = f"{state.digest}\0{state.rules}\0{code_digest()}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _recorded_plan(conn: Connection, state: DesiredState, start: store.Fingerprint) -> Plan | None:
     """The empty plan, when the newest revision records that the rows are exactly as `state`
-    declares and nothing has written to either table since; otherwise None."""
+    declares and nothing has written to either table since (and the triggers that count such
+    writes are all in place); otherwise None."""
     key = exact_key(state)
     if key is None or store.exact_record(conn, start.generation) != store.ExactRecord(
         key, start.changes
     ):
+        return None
+    if not store.counter_armed(conn):
         return None
     return nothing_to_do(state, store.unmanaged_keys(conn))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 from typing import Any
@@ -47,11 +46,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(parsed, **kwargs)
         _tune_sqlite(engine)
         return engine
-    if importlib.util.find_spec("psycopg") is None:
+    try:
+        import psycopg  # noqa: F401  (SQLAlchemy imports it next; a missing libpq fails here too)
+    except ImportError as exc:
         raise DriverMissing(
-            "PostgreSQL needs the psycopg 3 driver, which is not installed; install it with "
-            "`pip install 'reconciler[postgres]'`"
-        )
+            f"PostgreSQL needs the psycopg 3 driver, which cannot be imported ({exc}); install "
+            "it with `pip install 'reconciler[postgres]'`"
+        ) from None
     # The application name shows in pg_stat_activity, so a lock holder can be named.
     connect_args = {"application_name": f"reconciler {socket.gethostname()} pid {os.getpid()}"}
     return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args, **kwargs)

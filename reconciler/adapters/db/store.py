@@ -18,6 +18,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 
@@ -148,6 +149,30 @@ def exact_record(conn: Connection, generation: int) -> ExactRecord | None:
     if row is None or row[0] is None or row[1] is None:
         return None
     return ExactRecord(str(row[0]), int(row[1]))
+
+
+# The triggers that keep `reconcile_state.changes` (migration 0007), by engine.
+_COUNTED = ("llm_provider_configs", "llm_task_routes")
+_EVENTS = ("insert", "update", "delete")
+_SQLITE_TRIGGERS = tuple(f"{t}_{e}_changes" for t in _COUNTED for e in _EVENTS)
+_POSTGRESQL_TRIGGERS = tuple(f"{t}_changes" for t in _COUNTED)
+
+
+def counter_armed(conn: Connection) -> bool:
+    """Whether every trigger that counts writes to the providers and routes tables is there and
+    fires in an ordinary session: a table rebuilt by another tool, or a trigger disabled, would
+    let writes go uncounted."""
+    if conn.dialect.name == "postgresql":
+        query = text(
+            "SELECT count(*) FROM pg_trigger WHERE tgname IN :names AND tgenabled IN ('O', 'A')"
+        ).bindparams(bindparam("names", expanding=True))
+        found = conn.execute(query, {"names": list(_POSTGRESQL_TRIGGERS)}).scalar_one()
+        return int(found) == len(_POSTGRESQL_TRIGGERS)
+    query = text(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name IN :names"
+    ).bindparams(bindparam("names", expanding=True))
+    found = conn.execute(query, {"names": list(_SQLITE_TRIGGERS)}).scalar_one()
+    return int(found) == len(_SQLITE_TRIGGERS)
 
 
 def unmanaged_keys(conn: Connection) -> list[tuple[Kind, str]]:
