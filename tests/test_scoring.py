@@ -163,12 +163,8 @@ def test_a_malformed_answer_is_retried_then_the_job_is_dead_with_its_error(
     assert "dead: scoring/item-00 after 2 attempt(s): local/llama3.1:8b: " in shown.stdout
 
 
-def test_a_retry_claimed_before_its_last_attempt_is_dropped_is_worked_not_left_to_lapse(
-    bed: Bed, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """On a busy machine the next attempt of a retried job can be claimed before the loop has
-    dropped the task of the attempt before: it must be worked, not taken for a call still
-    running and left until its lease lapses (then dead, "leases expired", never asked again)."""
+def _drop_tasks_late(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop drops a finished attempt's task half a second late."""
     forget = ScoringWorker._forget
 
     def late(self: ScoringWorker, job_id: int) -> Callable[[asyncio.Task[None]], None]:
@@ -176,6 +172,31 @@ def test_a_retry_claimed_before_its_last_attempt_is_dropped_is_worked_not_left_t
         return lambda task: asyncio.get_running_loop().call_later(0.5, now, task)
 
     monkeypatch.setattr(ScoringWorker, "_forget", late)
+
+
+def _hear_writes_late(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An outcome is committed, and the attempt that wrote it hears so 0.3 s later."""
+    finish_many = queue_store.finish_many
+
+    def slow_to_return(*args: Any) -> set[int]:
+        kept = finish_many(*args)
+        time.sleep(0.3)
+        return kept
+
+    monkeypatch.setattr(queue_store, "finish_many", slow_to_return)
+
+
+@pytest.mark.parametrize(
+    "late", [_drop_tasks_late, _hear_writes_late], ids=["task-dropped-late", "write-heard-late"]
+)
+def test_a_retry_claimed_before_its_last_attempt_is_done_is_worked_not_left_to_lapse(
+    bed: Bed, monkeypatch: pytest.MonkeyPatch, late: Callable[[pytest.MonkeyPatch], None]
+) -> None:
+    """On a busy machine the next attempt of a retried job can be claimed before the attempt
+    that queued it is done. The claim found the job queued, so it is a new attempt: it must be
+    worked, not taken for a call still running and left until its lease lapses (then dead,
+    "leases expired", never asked again)."""
+    late(monkeypatch)
     for name in ("local", "cloud"):
         bed.fake.behaviours[name].chat = answering(content="no JSON here")
     bed.enqueue("scoring", items(2))
@@ -185,30 +206,6 @@ def test_a_retry_claimed_before_its_last_attempt_is_dropped_is_worked_not_left_t
         assert (row["status"], row["attempts"]) == ("dead", 2), row["error"]
         assert "not valid JSON" in row["error"]
     assert len(bed.chats("local")) == 2 * 2 * 2  # two jobs, two attempts, asked twice each
-
-
-def test_a_retry_claimed_while_its_last_attempt_resumes_from_its_write_is_worked(
-    bed: Bed, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The same race, one step earlier: the retry is committed and claimed again while the
-    attempt that wrote it has not yet resumed. The claim finds the job queued, so it is a new
-    attempt, whatever the task of the last one is doing."""
-    finish_many = queue_store.finish_many
-
-    def slow_to_return(*args: Any) -> set[int]:
-        kept = finish_many(*args)
-        time.sleep(0.3)  # committed; the attempt that wrote it waits to hear so
-        return kept
-
-    monkeypatch.setattr(queue_store, "finish_many", slow_to_return)
-    for name in ("local", "cloud"):
-        bed.fake.behaviours[name].chat = answering(content="no JSON here")
-    bed.enqueue("scoring", items(2))
-    stats = bed.drain("scoring", replace(FAST, lease_s=2.0))
-    assert (stats.done, stats.retried, stats.dead, stats.lost_lease) == (0, 2, 2, 0)
-    for row in bed.rows().values():
-        assert (row["status"], row["attempts"]) == ("dead", 2), row["error"]
-        assert "not valid JSON" in row["error"]
 
 
 def test_a_lease_that_lapses_while_the_outcome_waits_for_the_database_is_not_asked_again(
