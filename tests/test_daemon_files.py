@@ -9,6 +9,7 @@ files say so (and then only once the files have settled for DELETE_SETTLE_S).
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.daemon.worker import DELETE_SETTLE_S
+from reconciler.service import follow
 from tests.builders import TWENTY_TASKS, provider_file, task_routes
 from tests.daemon_harness import Daemons
 from tests.fakeprovider import FakeServer
@@ -133,17 +135,33 @@ def test_three_atomic_replaces_in_a_row_apply_only_the_last(
     record: Recorder,
     db_url: str,
 ) -> None:
+    """Three saves 30 ms apart are one burst: only the last is applied. What makes them one is
+    when the files were renamed (their change times, which the daemon reads too), and a machine
+    loaded enough can stretch the writer's 30 ms past the quiet period: such a burst is not one,
+    so it is written again, at most three times, until one truly was."""
     scene = record(db_url)
     directory = scene.directory
-    for model in ("m-b", "m-c", "m-d"):
-        temp = directory / ".routes.yaml.new"
-        temp.write_text(task_routes(model), encoding="utf-8")
-        temp.replace(directory / "routes.yaml")
-        time.sleep(0.03)
-    scene.wait_state(version("m-d"))
-    time.sleep(0.3)
-    assert [r.ops for r in scene.revisions()] == [Counter(update=20)]
-    scene.check([version("m-a"), version("m-d")], version("m-d"))
+    allowed = [version("m-a")]  # every state the database may show, in order
+    for attempt in range(3):
+        before = len(scene.revisions())
+        models = [f"m-{attempt}-{n}" for n in range(3)]
+        renamed: list[float] = []
+        for model in models:
+            temp = directory / ".routes.yaml.new"
+            temp.write_text(task_routes(model), encoding="utf-8")
+            temp.replace(directory / "routes.yaml")
+            renamed.append((directory / "routes.yaml").stat().st_ctime_ns / 1e9)
+            time.sleep(0.03)
+        scene.wait_state(version(models[-1]))
+        time.sleep(0.3)
+        if max(b - a for a, b in itertools.pairwise(renamed)) < follow.QUIET_S - 0.005:
+            allowed.append(version(models[-1]))
+            break
+        allowed += [version(model) for model in models]  # stretched: any of them may show
+    else:
+        pytest.fail("three saves 30 ms apart took longer than the quiet period, three times")
+    assert [r.ops for r in scene.revisions()[before:]] == [Counter(update=20)]
+    scene.check(allowed, allowed[-1])
 
 
 def test_a_git_checkout_of_another_branch_applies_it_and_deletes_once_after_settling(
