@@ -12,9 +12,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from reconciler.adapters.plugins import PluginError, load_registry
+from reconciler.adapters.providers import http
 from reconciler.adapters.providers.anthropic import AnthropicDriver
 from reconciler.adapters.providers.driver import CallRequest, ProviderDriver
 from reconciler.adapters.providers.ollama import OllamaDriver
@@ -213,3 +215,21 @@ def test_try_and_the_worker_score_through_a_plugin_type(acme: Scene) -> None:
     assert body["max_output_tokens"] == DEFAULT_MAX_OUTPUT_TOKENS
     assert body["instructions"] and body["conversation"][-1]["role"] == "user"
     assert calls[0].path == "/v1/deployments/news-prod/generate"
+
+
+def test_a_client_resolves_each_path_once_and_anew_for_another_base_url() -> None:
+    """A kept client's URLs are resolved once per path (probes ask for the same few every
+    round), never reused across base URLs, and only a few are kept per client."""
+    client = httpx.AsyncClient(base_url="http://127.0.0.1:9/v1")
+    models = http._joined(client, "models")
+    assert str(models) == "http://127.0.0.1:9/v1/models" == str(client.base_url.join("models"))
+    assert http._joined(client, "models") is models
+    assert str(http._joined(client, "/models")) == "http://127.0.0.1:9/v1/models"
+    absolute = "http://127.0.0.1:9/health"
+    assert str(http._joined(client, absolute)) == absolute
+    client.base_url = httpx.URL("http://127.0.0.1:10/")
+    assert str(http._joined(client, "models")) == "http://127.0.0.1:10/models"
+    for page in range(40):
+        path = f"v1/models?after_id={page}"
+        assert str(http._joined(client, path)) == f"http://127.0.0.1:10/v1/models?after_id={page}"
+    assert len(http._JOINS[client][1]) == http._JOINS_KEPT

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import ssl
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -177,7 +178,7 @@ async def request(
 
     The caller bounds the total time with `asyncio.timeout`.
     """
-    url = client.base_url.join(path.lstrip("/"))
+    url = _joined(client, path)
     started = time.perf_counter()
     try:
         async with client.stream(method, url, headers=headers, json=json_body) as response:
@@ -196,6 +197,27 @@ async def request(
         raise classify(exc, url) from None
     elapsed = (time.perf_counter() - started) * 1000
     return Answer(status, bytes(reader.body), elapsed, retry_after)
+
+
+# Each client's URLs by path: a kept client asks for the same few paths round after round, and
+# resolving one against the base URL costs more than the rest of building the request.
+_JOINS: weakref.WeakKeyDictionary[httpx.AsyncClient, tuple[httpx.URL, dict[str, httpx.URL]]]
+_JOINS = weakref.WeakKeyDictionary()
+_JOINS_KEPT = 16  # paths kept per client; others (a paged listing's queries) are resolved each time
+
+
+def _joined(client: httpx.AsyncClient, path: str) -> httpx.URL:
+    """`path` resolved against the client's base URL."""
+    base = client.base_url
+    kept = _JOINS.get(client)
+    if kept is None or kept[0] is not base:
+        kept = _JOINS[client] = (base, {})
+    url = kept[1].get(path)
+    if url is None:
+        url = base.join(path.lstrip("/"))
+        if len(kept[1]) < _JOINS_KEPT:
+            kept[1][path] = url
+    return url
 
 
 def classify(exc: httpx.HTTPError, url: httpx.URL) -> ProbeFailure:
