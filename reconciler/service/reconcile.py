@@ -200,7 +200,7 @@ def apply(
             key = exact_key(state) if exact and state is not None else None
             result, after = _write(conn, the_plan, who, start, key)
             if view is not None and state is not None:
-                _keep(view, state, start, after, exact, store.counts_others_only(conn))
+                _keep(view, state, after, exact, store.written_by_another(conn, start, after))
     except BaseException:
         if view is not None:
             view.forget()
@@ -233,15 +233,10 @@ def _recorded_plan(conn: Connection, state: DesiredState, start: store.Fingerpri
 
 
 def _keep(
-    view: AppliedView,
-    state: DesiredState,
-    start: store.Fingerprint,
-    after: store.Fingerprint,
-    exact: bool,
-    others_only: bool,
+    view: AppliedView, state: DesiredState, after: store.Fingerprint, exact: bool, raced: bool
 ) -> None:
     """Remember `state` as applied, unless another writer wrote while this apply ran."""
-    if others_only and after.changes != start.changes:
+    if raced:
         view.forget()  # what it wrote may not be in this apply's view
     else:
         view.remember(state, after, exact)
@@ -343,7 +338,7 @@ def _write(
     generation = store.bump_generation(conn, now)
     store.write_plan(conn, the_plan, generation, now)
     after = store.fingerprint(conn)
-    raced = store.counts_others_only(conn) and after.changes != start.changes
+    raced = store.written_by_another(conn, start, after)
     exact = store.ExactRecord(key, after.changes) if key is not None and not raced else None
     store.record_revision(
         conn,

@@ -204,6 +204,12 @@ def counts_others_only(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
+def written_by_another(conn: Connection, start: Fingerprint, end: Fingerprint) -> bool:
+    """Whether another writer wrote to the tables while an apply ran, from its fingerprints at
+    its start and its end (on SQLite nobody else can: it has one writer at a time)."""
+    return counts_others_only(conn) and end.changes != start.changes
+
+
 @dataclass(frozen=True, slots=True)
 class TableCounts:
     rows: int  # providers and routes
