@@ -80,7 +80,8 @@ def plan(
     """
     revision.require_current(engine)
     with paused_gc(), engine.connect() as conn:
-        if by_record and (recorded := _recorded_plan(conn, state, store.fingerprint(conn))):
+        recorded = _recorded_plan(conn, state, store.fingerprint(conn)) if by_record else None
+        if recorded is not None:
             return recorded
         observed = store.read_observed(conn)
         return make_plan(
