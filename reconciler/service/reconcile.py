@@ -78,8 +78,8 @@ def plan(
     comparing the rows; that plan's `base_digest` is empty, so a caller that shows or saves the
     digest (JSON, a saved plan) leaves `by_record` off.
     """
-    revision.require_current(engine)
     with paused_gc(), engine.connect() as conn:
+        revision.require_current(conn)
         recorded = _recorded_plan(conn, state, store.fingerprint(conn)) if by_record else None
         if recorded is not None:
             return recorded
@@ -178,7 +178,6 @@ def apply(
     With `by_record`, as `plan`: the database's record can prove there is nothing to do.
     Every apply that writes records whether it left the rows exactly as the files declare.
     """
-    revision.require_current(engine)
     if saved is not None:
         check_saved_content(saved, registry or ProviderRegistry())
     # Before the lock: asking git can take seconds on a large repository.
@@ -187,6 +186,7 @@ def apply(
     view = view if saved is None else None
     try:
         with paused_gc(), apply_transaction(engine, lock_timeout) as conn:
+            revision.require_current(conn)  # on this connection: one round trip, not a second one
             start = store.fingerprint(conn)
             exact = False  # whether the rows will be exactly as the files declare
             if saved is not None:

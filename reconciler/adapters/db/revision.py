@@ -36,10 +36,15 @@ def current(conn: Connection) -> str | None:
     return None if value is None else str(value)
 
 
-def require_current(engine: Engine) -> None:
-    """Refuse a database whose schema is behind or ahead of this code, saying what to run."""
-    with engine.connect() as conn:
-        found = current(conn)
+def require_current(bind: Engine | Connection) -> None:
+    """Refuse a database whose schema is behind or ahead of this code, saying what to run.
+
+    Given a connection (inside a transaction, say), it asks on that one instead of another."""
+    if isinstance(bind, Connection):
+        found = current(bind)
+    else:
+        with bind.connect() as conn:
+            found = current(conn)
     needed = head()
     if found == needed:
         return
