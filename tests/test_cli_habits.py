@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -466,3 +467,39 @@ def test_a_postgresql_url_without_its_driver_says_what_to_install(tmp_path: Path
         assert "PostgreSQL needs the psycopg 3 driver, which cannot be imported" in done.stderr
         assert "pip install 'reconciler[postgres]'" in done.stderr
         assert "Traceback" not in done.stderr and "s3cret-pass" not in done.stderr
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_git_is_asked_only_where_a_repository_can_be(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config directory with no `.git` in it or above it (mounted from elsewhere) starts no
+    git process at each apply; one in a repository, or with GIT_DIR set, does."""
+    from reconciler.service import reconcile
+
+    started: list[list[str]] = []
+    run = subprocess.run
+
+    def recording(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        started.append(args)
+        return run(args, **kwargs)
+
+    monkeypatch.setattr(reconcile.subprocess, "run", recording)
+    for name in ("GIT_DIR", "GIT_WORK_TREE"):
+        monkeypatch.delenv(name, raising=False)
+    plain = tmp_path / "mounted" / "config"
+    plain.mkdir(parents=True)
+    assert reconcile.git_commit(plain) is None
+    assert started == []
+    monkeypatch.setenv("GIT_DIR", str(tmp_path / "elsewhere.git"))
+    assert reconcile.git_commit(plain) is None  # git looked, and found none there
+    assert len(started) == 1
+    monkeypatch.delenv("GIT_DIR")
+    repository = tmp_path / "repo"
+    (repository / "config").mkdir(parents=True)
+    (repository / "config" / "routes.yaml").write_text("routes: {}\n", encoding="utf-8")
+    git(repository, "init", "-q", "-b", "main")
+    git(repository, "add", "-A")
+    git(repository, "commit", "-q", "-m", "one")
+    commit = reconcile.git_commit(repository / "config")
+    assert commit is not None and len(commit) == 40 and not commit.endswith("-dirty")

@@ -404,7 +404,9 @@ def _who(config_digest: str, config_dir: Path | None) -> store.RevisionInfo:
 
 def git_commit(directory: Path) -> str | None:
     """The commit checked out in `directory`'s repository, `-dirty` after it when the files
-    under `directory` differ from it (changed, staged or untracked)."""
+    under `directory` differ from it (changed, staged or untracked); None outside one."""
+    if not _maybe_in_repository(directory):
+        return None
     try:
         head = subprocess.run(
             ["git", "-C", str(directory), "rev-parse", "HEAD"],
@@ -425,6 +427,22 @@ def git_commit(directory: Path) -> str | None:
     if not dirty:
         return head
     return head[: COMMIT_WIDTH - len(DIRTY)] + DIRTY  # a SHA-256 commit, shortened to fit
+
+
+_GIT_ENV = ("GIT_DIR", "GIT_WORK_TREE")  # point git at a repository found no other way
+
+
+def _maybe_in_repository(directory: Path) -> bool:
+    """False when no `.git` is in `directory` or above it (and no GIT_* variable points git
+    elsewhere): git would find no repository either, so it is not started. A config directory
+    mounted from elsewhere (a Kubernetes ConfigMap, say) then costs no process per apply."""
+    if any(name in os.environ for name in _GIT_ENV):
+        return True
+    try:
+        here = directory.resolve()
+    except OSError:
+        return True
+    return any((folder / ".git").exists() for folder in (here, *here.parents))
 
 
 def split_commit(recorded: str | None) -> tuple[str | None, bool | None]:
