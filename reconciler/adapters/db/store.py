@@ -304,11 +304,16 @@ def _row(kind: Kind, action: Action, generation: int, now: datetime) -> dict[str
 
 
 def bump_generation(conn: Connection, now: datetime) -> int:
-    conn.execute(
+    """The generation after this apply's, counted up; on PostgreSQL in the same round trip."""
+    bump = (
         update(reconcile_state)
         .where(reconcile_state.c.id == 1)
         .values(generation=reconcile_state.c.generation + 1, updated_at=now)
     )
+    if conn.dialect.name == "postgresql":
+        bumped = conn.execute(bump.returning(reconcile_state.c.generation)).scalar_one_or_none()
+        return int(bumped or 0)  # as current_generation reads a missing row
+    conn.execute(bump)
     return current_generation(conn)
 
 
