@@ -35,8 +35,6 @@ def apply_transaction(engine: Engine, lock_timeout: float) -> Iterator[Connectio
         return
     with engine.connect() as conn, conn.begin():
         _pg_lock(conn, lock_timeout)
-        # The change counter's triggers leave this transaction's writes alone (migration 0007).
-        conn.execute(text("SELECT set_config('reconciler.applying', 'on', true)"))
         yield conn
 
 
@@ -72,8 +70,12 @@ def _set_busy_timeout(conn: Connection, milliseconds: int) -> None:
 
 def _pg_lock(conn: Connection, lock_timeout: float) -> None:
     deadline = time.monotonic() + lock_timeout
-    query = text("SELECT pg_try_advisory_xact_lock(:key)")
-    while not conn.execute(query, {"key": APPLY_LOCK_KEY}).scalar_one():
+    # With the lock, in the same round trip: the change counter's triggers leave this
+    # transaction's writes alone (migration 0007).
+    query = text(
+        "SELECT pg_try_advisory_xact_lock(:key), set_config('reconciler.applying', 'on', true)"
+    )
+    while not conn.execute(query, {"key": APPLY_LOCK_KEY}).one()[0]:
         if time.monotonic() >= deadline:
             raise LockTimeout(_pg_holder(conn, lock_timeout))
         time.sleep(_LOCK_POLL_S)
