@@ -92,26 +92,21 @@ def plan(
 class AppliedView:
     """What the last apply left in the database, kept by a long-running caller between applies.
 
-    It holds the files as applied (name -> sha256), the state they were loaded into and what
-    each declared, and the database's
-    fingerprint at that apply's end: the generation, and the count of writes to the providers and
-    routes tables that the database's own triggers keep. While the fingerprint is the same, the
-    rows are as that apply left them, so the next plan need only cover the items that the changed
-    files declare or declared and that the change did not leave as they were (an edit of one
-    route in a file of a thousand plans one route); those rows are read again, by key. Any
-    other fingerprint (another apply; a hand edit or another tool, each counted), a write by
-    another transaction while an apply runs, an error, or `forget()` means the next apply reads
-    and plans everything. The periodic resync, which calls `forget()` first, reads everything
-    anyway.
+    It holds the state that apply applied (its files, what each declared, each item's essence)
+    and the database's fingerprint at that apply's end: the generation, and the count of writes
+    to the providers and routes tables that the database's own triggers keep. While the
+    fingerprint is the same, the rows are as that apply left them, so the next plan need only
+    cover the items that the changed files declare or declared and that the change did not leave
+    as they were (an edit of one route in a file of a thousand plans one route); those rows are
+    read again, by key. Any other fingerprint (another apply; a hand edit or another tool, each
+    counted), a write by another transaction while an apply runs, an error, or `forget()` means
+    the next apply reads and plans everything. The periodic resync, which calls `forget()`
+    first, reads everything anyway.
     """
 
     def __init__(self) -> None:
         self._fingerprint: store.Fingerprint | None = None
-        self._files: dict[str, str] = {}
-        self._declared: dict[str, set[tuple[Kind, str]]] = {}
         self._state: DesiredState | None = None  # the files as applied
-        # Of the state being applied: its digest, its changed files and what they declare.
-        self._pending: tuple[str, set[str], dict[str, set[tuple[Kind, str]]]] | None = None
         # Whether every managed row was exactly as the remembered files declare (no drift left).
         self.exact = False
         self.partial_plans = 0  # applies planned from the changed files only
@@ -119,7 +114,7 @@ class AppliedView:
 
     def forget(self) -> None:
         """Plan everything next time (a resync, or an error that left the view unknown)."""
-        self._fingerprint = self._pending = self._state = None
+        self._fingerprint = self._state = None
         self.exact = False
 
     def changed_keys(
@@ -127,34 +122,21 @@ class AppliedView:
     ) -> set[tuple[Kind, str]] | None:
         """What the changed files declare or declared, but for the items they left as they
         were; None when the view is not current."""
-        if self._fingerprint is None or current != self._fingerprint or self._state is None:
-            return None
-        files = dict(state.files)
-        changed = {
-            n for n in files.keys() | self._files.keys() if files.get(n) != self._files.get(n)
-        }
-        declared = declared_by_file(state, changed)
-        self._pending = (state.digest, changed, declared)
-        keys: set[tuple[Kind, str]] = set()
-        for name in changed:
-            keys |= self._declared.get(name, set()) | declared.get(name, set())
         applied = self._state
+        if applied is None or current != self._fingerprint:
+            return None
+        was, now = dict(applied.files), dict(state.files)
+        changed = {name for name in was.keys() | now.keys() if was.get(name) != now.get(name)}
+        keys: set[tuple[Kind, str]] = set()
+        for side in (applied, state):
+            for declared in declared_by_file(side, changed).values():
+                keys |= declared
         return {(kind, key) for kind, key in keys if not same_item(applied, state, kind, key)}
 
     def remember(self, state: DesiredState, current: store.Fingerprint, exact: bool) -> None:
         """`state` is applied and the database's fingerprint is now `current`; `exact` when no
         managed row differs from what the files declare."""
-        pending, self._pending = self._pending, None
-        self.exact = exact
-        if pending is not None and pending[0] == state.digest:
-            _, changed, declared = pending
-            kept = {n: keys for n, keys in self._declared.items() if n not in changed}
-            self._declared = kept | declared
-        else:
-            self._declared = declared_by_file(state)
-        self._fingerprint = current
-        self._files = dict(state.files)
-        self._state = state
+        self._state, self._fingerprint, self.exact = state, current, exact
 
 
 def apply(
@@ -267,7 +249,6 @@ def _files_plan(
     if by_record and (recorded := _recorded_plan(conn, state, start)) is not None:
         return recorded, True
     the_plan: Plan | None = None
-    exact = True
     if view is not None:
         keys = view.changed_keys(state, start)
         # Rows read by key cost more than a scan: past half the table, read it all (the table
