@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -127,22 +128,33 @@ def test_a_provider_that_timed_out_is_probed_first_in_the_next_round(fake: FakeS
     assert all(reports[n].ok for reports in (first, second) for n in "abc")
 
 
-def test_a_partial_round_keeps_what_the_prober_knows_of_the_others(fake: FakeServer) -> None:
-    """After an apply the daemon probes only the touched tasks' providers: the others keep
-    their connections and their place at the front."""
-    names = ["a", "stuck"]
-    targets = [target(n, fake.add(n, models=[LLAMA], hang=n == "stuck"), 0.5) for n in names]
+def _a_and_stuck(fake: FakeServer) -> list[Target]:
+    """Provider `a`, which answers, and `stuck`, which never does (0.5 s probe timeout)."""
+    return [target(n, fake.add(n, models=[LLAMA], hang=n == "stuck"), 0.5) for n in ("a", "stuck")]
+
+
+def _round_after(
+    targets: list[Target], between: Callable[[Prober], Awaitable[object]]
+) -> dict[str, ProbeReport]:
+    """A full round with one slot, then `between(prober)`, then the round reported here."""
 
     async def run() -> dict[str, ProbeReport]:
         prober = Prober(env={}, concurrency=1)
         try:
             await prober.probe_all(targets)
-            await prober.probe_all(targets[:1])  # only "a", as after an apply
+            await between(prober)
             return await prober.probe_all(targets)
         finally:
             await prober.aclose()
 
-    reports = asyncio.run(run())
+    return asyncio.run(run())
+
+
+def test_a_partial_round_keeps_what_the_prober_knows_of_the_others(fake: FakeServer) -> None:
+    """After an apply the daemon probes only the touched tasks' providers: the others keep
+    their connections and their place at the front."""
+    targets = _a_and_stuck(fake)
+    reports = _round_after(targets, lambda prober: prober.probe_all(targets[:1]))  # only "a"
     assert _order(reports) == ["stuck", "a"]
     assert reports["a"].ok
     assert fake.connections["a"] == 1  # one connection for all three rounds
@@ -151,21 +163,13 @@ def test_a_partial_round_keeps_what_the_prober_knows_of_the_others(fake: FakeSer
 def test_retain_forgets_every_other_provider(fake: FakeServer) -> None:
     """A full round of the daemon first retains the providers still in the database: one
     removed and declared again starts with nothing known, its last timeout included."""
-    names = ["a", "stuck"]
-    targets = [target(n, fake.add(n, models=[LLAMA], hang=n == "stuck"), 0.5) for n in names]
 
-    async def run() -> dict[str, ProbeReport]:
-        prober = Prober(env={}, concurrency=1)
-        try:
-            await prober.probe_all(targets)
-            await prober.retain(["stuck"])  # "a" was removed
-            await prober.retain(["a"])  # then "stuck" was, and "a" came back
-            return await prober.probe_all(targets)
-        finally:
-            await prober.aclose()
+    async def removed_then_back(prober: Prober) -> None:
+        await prober.retain(["stuck"])  # "a" was removed
+        await prober.retain(["a"])  # then "stuck" was, and "a" came back
 
-    reports = asyncio.run(run())
-    assert _order(reports) == names  # "stuck" is no suspect any more
+    reports = _round_after(_a_and_stuck(fake), removed_then_back)
+    assert _order(reports) == ["a", "stuck"]  # "stuck" is no suspect any more
     assert fake.connections["a"] == 2  # its first connection was closed when it was forgotten
 
 
